@@ -1,0 +1,107 @@
+"""The density interface: ``log_prob``, ``score``, and ``sample`` where exact sampling exists."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from scorelab._utils import check_points
+
+
+class Density:
+    """A density ``p(x) = exp(log_prob(x)) / Z`` on ``R^dim``.
+
+    Points are ``[..., dim]`` tensors; ``log_prob`` returns ``[...]`` and ``score`` returns
+    ``[..., dim]``, computed in the input's dtype and device. ``normalized`` says whether
+    ``log_prob`` includes ``-log Z``. Subclasses implement ``_log_prob`` and, where a closed
+    form exists, ``_score`` and ``_sample``; the score defaults to automatic differentiation.
+    """
+
+    dim: int
+    normalized: bool = True
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Log density at ``x`` (``[..., dim]`` -> ``[...]``); see ``normalized``."""
+        check_points(x, self.dim)
+        return self._log_prob(x)
+
+    def score(self, x: Tensor) -> Tensor:
+        """The score ``grad_x log p(x)`` (``[..., dim]`` -> ``[..., dim]``)."""
+        check_points(x, self.dim)
+        return self._score(x)
+
+    def sample(
+        self,
+        n: int,
+        *,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """``n`` exact independent draws, ``[n, dim]`` (float32 unless ``dtype`` says otherwise)."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"n must be a non-negative int (number of samples); got {n!r}")
+        dtype = torch.get_default_dtype() if dtype is None else dtype
+        return self._sample(n, generator, dtype, torch.device(device or "cpu"))
+
+    # -- to implement -------------------------------------------------------------------
+    def _log_prob(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _score(self, x: Tensor) -> Tensor:
+        return autograd_score(self._log_prob, x)
+
+    def _sample(
+        self, n: int, generator: torch.Generator | None, dtype: torch.dtype, device: torch.device
+    ) -> Tensor:
+        raise NotImplementedError(
+            f"{type(self).__name__} has no exact sampler; draw from it with MCMC "
+            "(scorelab.mcmc.sample) instead"
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(dim={self.dim})"
+
+
+def autograd_score(log_prob: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``grad_x log_prob(x)`` by automatic differentiation, for a batch of independent points."""
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        lp = log_prob(xg)
+        (grad,) = torch.autograd.grad(lp.sum(), xg)
+    return grad
+
+
+class FunctionDensity(Density):
+    """A density given by a user function ``x -> log p(x)`` (unnormalized); score by autograd."""
+
+    def __init__(self, fn: Callable[[Tensor], Tensor], dim: int, normalized: bool = False):
+        if not callable(fn):
+            raise ValueError(f"fn must be a callable x -> log p(x); got {type(fn).__name__}")
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim must be a positive int (the dimension of x); got {dim!r}")
+        self.fn, self.dim, self.normalized = fn, dim, normalized
+
+    def _log_prob(self, x: Tensor) -> Tensor:
+        lp = self.fn(x)
+        if not isinstance(lp, Tensor) or lp.shape != x.shape[:-1]:
+            got = tuple(lp.shape) if isinstance(lp, Tensor) else type(lp).__name__
+            raise ValueError(
+                f"the log-density function must return one value per point, shape "
+                f"{tuple(x.shape[:-1])}, for x of shape {tuple(x.shape)}; got {got}"
+            )
+        return lp
+
+    def __repr__(self) -> str:
+        name = getattr(self.fn, "__name__", type(self.fn).__name__)
+        return f"FunctionDensity({name}, dim={self.dim})"
+
+
+def from_log_prob(fn: Callable[[Tensor], Tensor], dim: int, normalized: bool = False) -> Density:
+    """Turn any function ``x [batch, dim] -> log p(x) [batch]`` into a density (score by autograd).
+
+    The normalizing constant is not needed: Langevin MCMC uses only the score.
+    """
+    return FunctionDensity(fn, dim, normalized)

@@ -1,0 +1,115 @@
+"""Classic MCMC targets with closed-form log-density, score and exact sampler."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from scorelab._utils import LOG_2PI, as_tensor, check_finite, check_positive, rand, randn
+from scorelab.densities.base import Density
+
+
+def _check_dim(dim: object) -> int:
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+        raise ValueError(f"dim must be a positive int; got {dim!r}")
+    return dim
+
+
+class Laplace(Density):
+    """Product of Laplace densities with standard deviation ``scale`` per coordinate.
+
+    ``p(x) = prod_i exp(-sqrt(2) |x_i - loc_i| / scale_i) / (sqrt(2) scale_i)``; with the
+    defaults this is ``exp(-sqrt(2)|x|)/sqrt(2)``, mean 0 and variance 1. Normalized. The score
+    ``-sqrt(2) sign(x - loc) / scale`` is defined everywhere but at ``x = loc``, where we take 0.
+    """
+
+    def __init__(self, dim: int = 1, loc: object = 0.0, scale: object = 1.0):
+        self.dim, self.normalized = _check_dim(dim), True
+        self.loc = as_tensor(loc, "loc", torch.float64).expand(dim).clone()
+        self.scale = as_tensor(scale, "scale", torch.float64).expand(dim).clone()
+        check_finite(self.loc, "loc")
+        check_positive(self.scale, "scale")
+        self._b = self.scale / math.sqrt(2)  # the Laplace scale parameter b = sd / sqrt(2)
+
+    def _log_prob(self, x: Tensor) -> Tensor:
+        loc, b = self.loc.to(x), self._b.to(x)
+        return (-(x - loc).abs() / b - torch.log(2 * b)).sum(-1)
+
+    def _score(self, x: Tensor) -> Tensor:
+        return -torch.sign(x - self.loc.to(x)) / self._b.to(x)
+
+    def _sample(self, n, generator, dtype, device) -> Tensor:
+        # difference of two Exp(1) draws is Laplace(0, 1); 1 - U lies in (0, 1]
+        u = 1 - rand((2, n, self.dim), generator, dtype, device)
+        lap = torch.log(u[0]) - torch.log(u[1])
+        return self.loc.to(lap) + self._b.to(lap) * lap
+
+
+class Banana(Density):
+    """Haario et al. (1999) twisted Gaussian ("banana"), a Rosenbrock-type density on R^2.
+
+    ``x1 = a z1``, ``x2 = z2 + b (x1^2 - a^2)`` with ``z ~ N(0, I)``: a Gaussian bent into a
+    parabola. Normalized (the map has unit Jacobian); mean 0, ``Var x1 = a^2``,
+    ``Var x2 = 1 + 2 b^2 a^4``.
+    """
+
+    def __init__(self, a: float = 1.0, b: float = 1.0):
+        check_positive(a, "a")
+        if not math.isfinite(b):
+            raise ValueError(f"b must be finite; got {b}")
+        self.a, self.b, self.dim, self.normalized = float(a), float(b), 2, True
+
+    def _log_prob(self, x: Tensor) -> Tensor:
+        x1, x2 = x[..., 0], x[..., 1]
+        u = x2 - self.b * (x1**2 - self.a**2)
+        return -0.5 * (x1**2 / self.a**2 + u**2) - math.log(self.a) - LOG_2PI
+
+    def _score(self, x: Tensor) -> Tensor:
+        x1, x2 = x[..., 0], x[..., 1]
+        u = x2 - self.b * (x1**2 - self.a**2)
+        return torch.stack([-x1 / self.a**2 + 2 * self.b * x1 * u, -u], -1)
+
+    def _sample(self, n, generator, dtype, device) -> Tensor:
+        z = randn((n, 2), generator, dtype, device)
+        x1 = self.a * z[:, 0]
+        return torch.stack([x1, z[:, 1] + self.b * (x1**2 - self.a**2)], -1)
+
+    def __repr__(self) -> str:
+        return f"Banana(a={self.a}, b={self.b})"
+
+
+class Funnel(Density):
+    """Neal's (2003) funnel: ``v ~ N(0, scale^2)``, ``x_i | v ~ N(0, exp(v))``, ``x = (v, x_1..)``.
+
+    Normalized. The first coordinate is ``v``; the neck (``v << 0``) defeats fixed step sizes.
+    """
+
+    def __init__(self, dim: int = 10, scale: float = 3.0):
+        if _check_dim(dim) < 2:
+            raise ValueError(f"dim must be >= 2 for the funnel (v and at least one x); got {dim}")
+        check_positive(scale, "scale")
+        self.dim, self.scale, self.normalized = dim, float(scale), True
+
+    def _log_prob(self, x: Tensor) -> Tensor:
+        v, rest = x[..., 0], x[..., 1:]
+        k = self.dim - 1
+        lp_v = -0.5 * (v / self.scale) ** 2 - math.log(self.scale) - 0.5 * LOG_2PI
+        lp_x = -0.5 * (rest**2).sum(-1) * torch.exp(-v) - 0.5 * k * (v + LOG_2PI)
+        return lp_v + lp_x
+
+    def _score(self, x: Tensor) -> Tensor:
+        v, rest = x[..., :1], x[..., 1:]
+        k = self.dim - 1
+        inv = torch.exp(-v)
+        g_v = -v / self.scale**2 + 0.5 * (rest**2).sum(-1, keepdim=True) * inv - 0.5 * k
+        return torch.cat([g_v, -rest * inv], -1)
+
+    def _sample(self, n, generator, dtype, device) -> Tensor:
+        z = randn((n, self.dim), generator, dtype, device)
+        v = self.scale * z[:, :1]
+        return torch.cat([v, z[:, 1:] * torch.exp(v / 2)], -1)
+
+    def __repr__(self) -> str:
+        return f"Funnel(dim={self.dim}, scale={self.scale})"
