@@ -14,7 +14,13 @@ from collections.abc import Callable
 import torch
 
 from scorelab._utils import check_positive
-from scorelab.densities.base import Density, FunctionDensity, autograd_score, from_log_prob
+from scorelab.densities.base import (
+    Density,
+    FunctionDensity,
+    autograd_score,
+    from_log_prob,
+    value_and_score,
+)
 from scorelab.densities.gaussian import Gaussian, GaussianMixture
 from scorelab.densities.targets import Banana, Funnel, Laplace
 from scorelab.tweedie import (
@@ -88,4 +94,5 @@ __all__ = [
     "make",
     "score_from_denoised",
     "score_from_denoiser",
+    "value_and_score",
 ]

@@ -65,6 +65,17 @@ class Density:
         return f"{type(self).__name__}(dim={self.dim})"
 
 
+def value_and_score(density: Density, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(log p(x), grad log p(x))``: one autograd pass when the score has no closed form."""
+    if type(density)._score is Density._score:  # score by autograd: get log p from the same pass
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            lp = density._log_prob(xg)
+            (grad,) = torch.autograd.grad(lp.sum(), xg)
+        return lp.detach(), grad
+    return density._log_prob(x), density._score(x)
+
+
 def autograd_score(log_prob: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     """``grad_x log_prob(x)`` by automatic differentiation, for a batch of independent points."""
     with torch.enable_grad():

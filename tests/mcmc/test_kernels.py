@@ -1,0 +1,251 @@
+"""MCMC kernels and runner, checked against exact answers.
+
+Statistical tolerances: a Monte Carlo estimate is compared with the truth at Z = 5 Monte Carlo
+standard errors, where the standard error comes from the effective sample size of the very
+draws being tested (scorelab.mcmc.ess). Each test also asserts the ESS is large, so the
+tolerance cannot silently become loose.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from scorelab import densities, mcmc
+from scorelab.errors import DivergenceError
+from scorelab.mcmc.adaptation import DualAveraging, mass_windows
+from tests.conftest import Z
+
+F64 = torch.float64
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def _rotated_gaussian(condition=100.0):
+    """A 2-D Gaussian with variances 1 and ``condition``, rotated by 30 degrees."""
+    c, s = math.cos(math.pi / 6), math.sin(math.pi / 6)
+    rot = torch.tensor([[c, -s], [s, c]], dtype=F64)
+    return densities.Gaussian(
+        [1.0, -1.0], rot @ torch.diag(torch.tensor([1.0, condition], dtype=F64)) @ rot.T
+    )
+
+
+def _estimate(series: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean over chains and draws, its MCSE from the mean-ESS, and that ESS: ``[dim]`` each."""
+    ess = mcmc.ess(series, method="mean")
+    return series.double().mean((0, 1)), series.double().std((0, 1)) / ess.sqrt(), ess
+
+
+def assert_moments(samples, mean, var, min_ess=300):
+    """E[x] and E[(x - mean)^2] per coordinate within Z MCSE of the truth."""
+    for series, truth in ((samples, mean), ((samples.double() - mean) ** 2, var)):
+        est, se, ess = _estimate(series)
+        assert (ess > min_ess).all(), f"ESS {ess} too small for a meaningful test"
+        assert ((est - truth).abs() <= Z * se).all(), (est, truth, se)
+
+
+TARGETS = {
+    "ill-conditioned-gaussian": _rotated_gaussian(),
+    "laplace": densities.Laplace(2),
+    "mixture": densities.GaussianMixture([0.3, 0.7], [[-1.0, 0.0], [1.5, 0.5]], [0.5, 0.7]),
+}
+
+
+@pytest.mark.parametrize("kernel", ["rwm", "mala", "hmc"])
+@pytest.mark.parametrize("name", TARGETS)
+def test_exact_kernels_recover_moments(kernel, name):
+    target = TARGETS[name]
+    steps = {"rwm": 4000, "mala": 3000, "hmc": 1000}[kernel]
+    if name == "ill-conditioned-gaussian" and kernel != "hmc":
+        steps *= 3  # without a mass matrix, mixing along the wide axis takes ~kappa / h steps
+    res = mcmc.sample(
+        target, kernel, chains=32, steps=steps, warmup=1000, dtype=F64, generator=_gen(1)
+    )
+    mean, cov = (target.mean, target.cov) if name != "laplace" else (torch.zeros(2), torch.eye(2))
+    assert_moments(res.samples, mean.to(F64), cov.diagonal().to(F64), min_ess=200)
+    assert (mcmc.rhat(res.samples) < 1.05).all()
+    assert abs(res.accept_rate.mean().item() - mcmc.KERNELS[kernel].target_accept) < 0.1
+
+
+@pytest.mark.parametrize("h", [0.1, 0.5, 1.0])
+def test_ula_has_the_known_stationary_variance_bias(h):
+    """ULA on N(0, s^2) is the AR(1) x' = (1 - h/s^2) x + sqrt(2h) xi, whose stationary variance
+    is s^2 / (1 - h / (2 s^2)). The standard error of the variance estimate follows from the
+    autocorrelation of x^2 (rho^2k): tau = (1 + rho^2) / (1 - rho^2), Var(x^2) = 2 v^2."""
+    s2 = 1.0
+    v = s2 / (1 - h / (2 * s2))
+    chains, steps = 500, 1000
+    init = torch.randn(chains, 1, generator=_gen(2), dtype=F64) * math.sqrt(v)
+    res = mcmc.sample(
+        densities.Gaussian([0.0], s2), "ula", chains=chains, steps=steps, warmup=0,
+        step_size=h, init=init, dtype=F64, generator=_gen(3),
+    )  # fmt: skip
+    rho = 1 - h / s2
+    tau = (1 + rho**2) / (1 - rho**2)
+    se = math.sqrt(2 * v**2 * tau / (chains * steps))
+    est = (res.samples**2).mean().item()
+    assert abs(est - v) < Z * se
+    assert abs(est - s2) > Z * se  # the bias is real and resolved at this sample size
+
+
+def test_mala_at_the_same_step_size_is_unbiased():
+    """MALA's MH correction removes ULA's bias at h = 0.5 (ULA's variance would be 4/3)."""
+    res = mcmc.sample(
+        densities.Gaussian([0.0], 1.0), "mala", chains=200, steps=2000, warmup=200,
+        step_size=0.5, dtype=F64, generator=_gen(4),
+    )  # fmt: skip
+    assert_moments(res.samples, torch.zeros(1, dtype=F64), torch.ones(1, dtype=F64), 5000)
+
+
+def test_random_walk_never_settles():
+    """Brownian motion ignores p: Var x_T = Var x_0 + 2 h T grows without bound.
+
+    Uniform[-2, 2] start has variance 4/3; the sample variance over C chains has relative
+    standard error sqrt(2 / C)."""
+    chains, steps, h = 2000, 500, 0.01
+    res = mcmc.sample(
+        densities.Gaussian([0.0], 1.0), "random_walk", chains=chains, steps=steps, warmup=0,
+        step_size=h, dtype=F64, generator=_gen(5),
+    )  # fmt: skip
+    for t in (99, 499):
+        want = 4 / 3 + 2 * h * (t + 1)
+        got = res.samples[:, t, 0].var().item()
+        assert abs(got / want - 1) < Z * math.sqrt(2 / chains)
+    assert res.samples[:, -1, 0].var().item() > 10  # far from the target's variance of 1
+
+
+def test_sgld_posterior_mean_of_a_gaussian_model():
+    """Data y_i ~ N(theta, 1), prior N(0, 10^2): the posterior is N(m, v) in closed form.
+
+    SGLD's mean is compared at Z MCSE; its variance carries the known minibatch-noise bias
+    (gradient-noise variance h^2 N^2 / B against injected 2h), so it is checked only to 30%.
+    """
+    y = 2.0 + torch.randn(1000, generator=_gen(6), dtype=F64)
+    n = y.numel()
+    v = 1 / (n + 1 / 100)
+    m = v * y.sum().item()
+    post = mcmc.Posterior(
+        lambda th: -0.5 * (th[:, 0] / 10) ** 2,
+        lambda th, batch: -0.5 * (batch - th) ** 2,
+        y,
+        dim=1,
+        batch_size=100,
+    )
+    res = mcmc.sample(
+        post, "sgld", chains=64, steps=3000, warmup=500, step_size=2e-4,
+        init=torch.full((64, 1), m, dtype=F64), dtype=F64, generator=_gen(7),
+    )  # fmt: skip
+    est, se, ess = _estimate(res.samples)
+    assert ess.item() > 300 and abs(est.item() - m) < Z * se.item()
+    assert abs(res.samples.double().var().item() / v - 1) < 0.3
+
+
+def test_hmc_adapts_the_diagonal_mass_to_the_variances():
+    """The pooled warm-up variance of 32 chains x ~500 draws (ESS in the thousands) has a
+    relative error of a few percent; 25% is 5 of its standard errors."""
+    var = torch.logspace(0, 2, 6, dtype=F64)
+    target = densities.Gaussian(torch.zeros(6), var)
+    res = mcmc.sample(
+        target, "hmc", chains=32, steps=200, warmup=1000, dtype=F64, generator=_gen(8)
+    )
+    assert ((res.inv_mass / var - 1).abs() < 0.25).all(), res.inv_mass
+
+
+def test_leapfrog_is_reversible_and_second_order():
+    """Harmonic oscillator H = x^2/2 + p^2/2: energy error O(h^2), exact time reversal."""
+    target = densities.Gaussian([0.0, 0.0], 1.0)
+    x = torch.tensor([[1.0, -0.5]], dtype=F64)
+    p = torch.tensor([[0.3, 0.8]], dtype=F64)
+    ones = torch.ones(2, dtype=F64)
+    state = mcmc.init(target, x)
+
+    def energy(s, mom):
+        return (-s.log_prob + 0.5 * (mom**2).sum(-1)).item()
+
+    errors = []
+    for h in (0.1, 0.05):
+        end, p1 = mcmc.leapfrog(target, state, p, h, ones, round(1 / h))
+        errors.append(abs(energy(end, p1) - energy(state, p)))
+        back, p2 = mcmc.leapfrog(target, end, -p1, h, ones, round(1 / h))
+        torch.testing.assert_close(back.x, x, rtol=0, atol=1e-12)
+        torch.testing.assert_close(-p2, p, rtol=0, atol=1e-12)
+    assert 3.5 < errors[0] / errors[1] < 4.5  # halving h quarters the energy error
+
+
+def test_mh_rejects_nan():
+    acc = mcmc.mh_accept(torch.tensor([math.nan, -math.inf, math.inf, 0.0]), _gen())
+    assert acc.tolist() == [False, False, True, True]
+
+
+def test_dual_averaging_reaches_the_target():
+    """On a model where acceptance = exp(-step), the averaged step tends to -log(target)."""
+    da = DualAveraging(initial=1.0, target=0.6)
+    for _ in range(3000):
+        da.update(math.exp(-da.step_size))
+    assert da.final_step_size == pytest.approx(-math.log(0.6), rel=0.02)
+
+
+def test_mass_windows_follow_stans_schedule():
+    assert mass_windows(1000) == [(75, 100), (100, 150), (150, 250), (250, 450), (450, 950)]
+    assert mass_windows(10) == []
+    w = mass_windows(100)
+    assert w[0][0] == 15 and w[-1][1] == 90
+
+
+def test_same_seed_same_chains():
+    a = mcmc.sample(densities.Banana(), "mala", chains=4, steps=50, warmup=50, generator=_gen(9))
+    b = mcmc.sample(densities.Banana(), "mala", chains=4, steps=50, warmup=50, generator=_gen(9))
+    assert torch.equal(a.samples, b.samples) and a.step_size == b.step_size
+
+
+def test_log_density_function_target_and_thinning():
+    res = mcmc.sample(
+        lambda x: -0.5 * (x**2).sum(-1), "mala", dim=3, chains=4, steps=100, warmup=50,
+        thin=5, generator=_gen(10),
+    )  # fmt: skip
+    assert res.samples.shape == (4, 20, 3)
+    assert "ess_bulk" in str(res.summary()) and "mala: 4 chains x 20 draws" in res.report()
+
+
+def test_ula_divergence_names_the_step_size():
+    with pytest.raises(DivergenceError, match=r"ula diverged: .* step_size 5; lower the step"):
+        mcmc.sample(
+            densities.Gaussian([0.0], 1.0), "ula", chains=4, steps=500, warmup=0, step_size=5.0
+        )
+
+
+def test_hmc_divergences_are_flagged_not_hidden():
+    res = mcmc.sample(
+        densities.Funnel(10), "hmc", chains=8, steps=100, warmup=0, step_size=2.0,
+        adapt_mass=False, generator=_gen(11),
+    )  # fmt: skip
+    assert res.divergences.sum() > 0 and "divergent transitions" in res.report()
+    assert torch.isfinite(res.samples).all()
+
+
+def test_bad_input():
+    gauss = densities.Gaussian([0.0, 0.0], 1.0)
+    with pytest.raises(ValueError, match="unknown kernel 'nuts'; choose one of rwm"):
+        mcmc.sample(gauss, "nuts")
+    with pytest.raises(ValueError, match="kernel 'random_walk' has no acceptance rate"):
+        mcmc.sample(gauss, "random_walk")
+    with pytest.raises(ValueError, match=r"init has shape \(3, 2\); expected \[4, 2\]"):
+        mcmc.sample(gauss, chains=4, init=torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="chains must be an int >= 1"):
+        mcmc.sample(gauss, chains=0)
+    with pytest.raises(ValueError, match="step_size must be finite and > 0"):
+        mcmc.sample(gauss, step_size=-1.0)
+    with pytest.raises(ValueError, match="needs a target with minibatch_score"):
+        mcmc.sample(gauss, "sgld", step_size=0.1, steps=2, warmup=0)
+
+
+def test_nan_at_the_initial_point_is_reported():
+    def log_p(x):
+        return torch.where(x[:, 0] > 0, -x[:, 0], torch.nan)
+
+    with pytest.raises(ValueError, match=r"log-density .* is nan at the initial point of chain"):
+        mcmc.sample(log_p, dim=1, chains=4, init=torch.tensor([[1.0], [-1.0], [1.0], [2.0]]))
