@@ -53,6 +53,15 @@ class Density:
     def _score(self, x: Tensor) -> Tensor:
         return autograd_score(self._log_prob, x)
 
+    def _value_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if type(self)._score is not Density._score:  # closed-form score
+            return self._log_prob(x), self._score(x)
+        with torch.enable_grad():  # score by autograd: log p comes from the same pass
+            xg = x.detach().requires_grad_(True)
+            lp = self._log_prob(xg)
+            (grad,) = torch.autograd.grad(lp.sum(), xg)
+        return lp.detach(), grad
+
     def _sample(
         self, n: int, generator: torch.Generator | None, dtype: torch.dtype, device: torch.device
     ) -> Tensor:
@@ -66,14 +75,9 @@ class Density:
 
 
 def value_and_score(density: Density, x: Tensor) -> tuple[Tensor, Tensor]:
-    """``(log p(x), grad log p(x))``: one autograd pass when the score has no closed form."""
-    if type(density)._score is Density._score:  # score by autograd: get log p from the same pass
-        with torch.enable_grad():
-            xg = x.detach().requires_grad_(True)
-            lp = density._log_prob(xg)
-            (grad,) = torch.autograd.grad(lp.sum(), xg)
-        return lp.detach(), grad
-    return density._log_prob(x), density._score(x)
+    """``(log p(x), grad log p(x))`` in one pass where the density allows it (no input checks:
+    for inner loops such as MCMC kernels)."""
+    return density._value_and_score(x)
 
 
 def autograd_score(log_prob: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:

@@ -181,9 +181,17 @@ class _GaussianFamily(Density):
         return new
 
     def _score_flat(self, xf: Tensor, s2: Tensor) -> Tensor:
+        return self._value_and_score_flat(xf, s2)[1]
+
+    def _value_and_score_flat(self, xf: Tensor, s2: Tensor) -> tuple[Tensor, Tensor]:
         logc, z, var = self._components(xf, s2)
-        r = torch.softmax(logc, -1)
-        return -self._unrotate_sum(r.unsqueeze(-1) * z / var, xf)
+        r = torch.softmax(logc, -1)  # responsibilities [B, K]
+        return torch.logsumexp(logc, -1), -self._unrotate_sum(r.unsqueeze(-1) * z / var, xf)
+
+    def _value_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        xf, s2 = self._flat(x, None)
+        lp, score = self._value_and_score_flat(xf, s2)
+        return lp.reshape(x.shape[:-1]), score.reshape(x.shape)
 
     def _log_prob(self, x: Tensor) -> Tensor:
         xf, s2 = self._flat(x, None)

@@ -1,0 +1,1 @@
+"""The ``scorelab`` command line."""

@@ -1,0 +1,30 @@
+"""Entry point of the ``scorelab`` command (also ``python -m scorelab``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import scorelab
+from scorelab.cli import mcmc_cmd, quickstart
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scorelab",
+        description="Score-based generative modeling: MCMC, score matching, diffusion sampling.",
+    )
+    parser.add_argument("--version", action="version", version=f"scorelab {scorelab.__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    quickstart.add_parser(sub)
+    mcmc_cmd.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 0
+    return args.run(args)
