@@ -1,0 +1,60 @@
+"""Diffusion: noise processes, samplers from denoisers, and the ``sample`` front door.
+
+>>> from scorelab.densities import GaussianMixture
+>>> from scorelab import diffusion
+>>> gm = GaussianMixture([0.2, 0.8], [[-5.0, -5.0], [5.0, 5.0]], 1.0)
+>>> res = diffusion.sample(gm, 10_000, sampler="dpmpp_2m", nfe=20, process="edm")
+"""
+
+from scorelab.diffusion.api import SampleResult, as_denoiser, sample, steps_for_nfe
+from scorelab.diffusion.processes import (
+    DDPM,
+    EDM,
+    PROCESSES,
+    VE,
+    VP,
+    Process,
+    SubVP,
+    ddpm_alphas_cumprod,
+    make_process,
+)
+from scorelab.diffusion.samplers import (
+    SAMPLERS,
+    annealed_langevin,
+    ddim,
+    ddpm,
+    dpmpp_2m,
+    euler,
+    euler_maruyama,
+    heun,
+    langevin,
+    predictor_corrector,
+    rk45,
+)
+
+__all__ = [
+    "DDPM",
+    "EDM",
+    "PROCESSES",
+    "SAMPLERS",
+    "VE",
+    "VP",
+    "Process",
+    "SampleResult",
+    "SubVP",
+    "annealed_langevin",
+    "as_denoiser",
+    "ddim",
+    "ddpm",
+    "ddpm_alphas_cumprod",
+    "dpmpp_2m",
+    "euler",
+    "euler_maruyama",
+    "heun",
+    "langevin",
+    "make_process",
+    "predictor_corrector",
+    "rk45",
+    "sample",
+    "steps_for_nfe",
+]

@@ -1,0 +1,257 @@
+"""Noise processes in sigma-space: ``x_t = s(t) (x_0 + sigma(t) n)``.
+
+Every process is described by its noise level ``sigma(t)`` and scaling ``s(t)`` on
+``t in [0, 1]`` (Karras et al. 2022, eq. 4/5). Samplers work on ``x_t / s(t)``, which is the
+variance-exploding process with the same ``sigma``, so one sampler serves every process; a
+process only supplies the decreasing sigma sequence for a number of steps and the prior.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from scorelab._utils import check_positive, randn
+
+
+def _check_steps(steps: int) -> None:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be a positive int (number of noise levels); got {steps!r}")
+
+
+def _append_zero(sigmas: Tensor) -> Tensor:
+    return torch.cat([sigmas, sigmas.new_zeros(1)])
+
+
+class Process:
+    """Base class: ``sigma(t)``, ``scale(t)``, the sampling sigma sequence and the prior."""
+
+    sigma_min: float
+    sigma_max: float
+
+    def sigma(self, t: Tensor) -> Tensor:
+        """Noise level ``sigma(t)`` in sigma-space."""
+        raise NotImplementedError
+
+    def scale(self, t: Tensor) -> Tensor:
+        """Scaling ``s(t)`` of the process in its own coordinates (1 for VE processes)."""
+        return torch.ones_like(t)
+
+    def sigma_inverse(self, sigma: Tensor) -> Tensor:
+        """The time ``t`` at which ``sigma(t) = sigma``."""
+        raise NotImplementedError
+
+    def sigmas(self, steps: int, dtype: torch.dtype = torch.float64) -> Tensor:
+        """``steps`` decreasing noise levels from ``sigma_max`` to ``sigma_min``, then a final 0.
+
+        Default: uniform in ``t`` between the times of ``sigma_max`` and ``sigma_min``.
+        """
+        _check_steps(steps)
+        t_hi = self.sigma_inverse(torch.tensor(self.sigma_max, dtype=torch.float64))
+        t_lo = self.sigma_inverse(torch.tensor(self.sigma_min, dtype=torch.float64))
+        t = torch.linspace(float(t_hi), float(t_lo), steps, dtype=torch.float64)
+        return _append_zero(self.sigma(t)).to(dtype)
+
+    def prior_std(self) -> float:
+        """Std of the sigma-space prior at ``sigma_max``: ``sqrt(sigma_max^2 + 1)`` for a process
+        whose scaled marginal has unit variance (VP, sub-VP), ``sigma_max`` otherwise (VE)."""
+        return self.sigma_max
+
+    def prior(
+        self,
+        n: int,
+        shape: tuple[int, ...],
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """``n`` draws of the sigma-space prior ``N(0, prior_std^2 I)``, ``[n, *shape]``."""
+        return self.prior_std() * randn((n, *shape), generator, dtype, device)
+
+    def marginal(
+        self, x0: Tensor, t: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Forward sample ``x_t = s(t) (x_0 + sigma(t) n)`` in the process's own coordinates,
+        with ``t`` one time per example; returns ``(x_t, n)``."""
+        n = randn(tuple(x0.shape), generator, x0.dtype, x0.device)
+        shape = (-1,) + (1,) * (x0.ndim - 1)
+        s, sig = self.scale(t).to(x0).reshape(shape), self.sigma(t).to(x0).reshape(shape)
+        return s * (x0 + sig * n), n
+
+
+@dataclass
+class VE(Process):
+    """Variance exploding (Song et al. 2021, the NCSN SDE): geometric
+    ``sigma(t) = sigma_min (sigma_max / sigma_min)^t``, ``s = 1``. Its ``sigmas(L)`` is the NCSN
+    geometric sequence (Song & Ermon 2019)."""
+
+    sigma_min: float = 0.01
+    sigma_max: float = 50.0
+
+    def __post_init__(self) -> None:
+        check_positive(self.sigma_min, "sigma_min")
+        if not self.sigma_max > self.sigma_min:
+            raise ValueError(
+                f"sigma_max must exceed sigma_min; got {self.sigma_max} <= {self.sigma_min}"
+            )
+
+    def sigma(self, t: Tensor) -> Tensor:
+        return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+
+    def sigma_inverse(self, sigma: Tensor) -> Tensor:
+        return torch.log(sigma / self.sigma_min) / math.log(self.sigma_max / self.sigma_min)
+
+
+@dataclass
+class EDM(VE):
+    """Karras et al. (2022) schedule, eq. 5: ``sigma_i = (sigma_max^(1/rho) + i/(N-1)
+    (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho`` with ``rho = 7``; ``s = 1``."""
+
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+
+    def sigma(self, t: Tensor) -> Tensor:
+        # t = 0 at sigma_min, t = 1 at sigma_max (so that sigmas() runs from t = 1 to 0)
+        lo, hi = self.sigma_min ** (1 / self.rho), self.sigma_max ** (1 / self.rho)
+        return (lo + t * (hi - lo)) ** self.rho
+
+    def sigma_inverse(self, sigma: Tensor) -> Tensor:
+        lo, hi = self.sigma_min ** (1 / self.rho), self.sigma_max ** (1 / self.rho)
+        return (sigma ** (1 / self.rho) - lo) / (hi - lo)
+
+
+@dataclass
+class VP(Process):
+    """Variance preserving SDE (Song et al. 2021): ``beta(t) = beta_min + t (beta_max -
+    beta_min)``, ``alpha_bar(t) = exp(-beta_min t - (beta_max - beta_min) t^2 / 2)``,
+    ``s = sqrt(alpha_bar)``, ``sigma = sqrt(1 / alpha_bar - 1)``; sampled on ``t in [eps, 1]``."""
+
+    beta_min: float = 0.1
+    beta_max: float = 20.0
+    eps: float = 1e-3
+
+    def __post_init__(self) -> None:
+        check_positive(self.beta_min, "beta_min")
+        check_positive(self.eps, "eps")
+        if not self.beta_max > self.beta_min:
+            raise ValueError(f"beta_max must exceed beta_min; got {self.beta_max}")
+        self.sigma_min = float(self.sigma(torch.tensor(self.eps, dtype=torch.float64)))
+        self.sigma_max = float(self.sigma(torch.tensor(1.0, dtype=torch.float64)))
+
+    def log_alpha_bar(self, t: Tensor) -> Tensor:
+        return -(self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2)
+
+    def sigma(self, t: Tensor) -> Tensor:
+        return torch.sqrt(torch.expm1(-self.log_alpha_bar(t)))
+
+    def scale(self, t: Tensor) -> Tensor:
+        return torch.exp(0.5 * self.log_alpha_bar(t))
+
+    def sigma_inverse(self, sigma: Tensor) -> Tensor:
+        # solve beta_min t + (beta_max - beta_min) t^2 / 2 = log(1 + sigma^2) for t >= 0
+        a, b, c = 0.5 * (self.beta_max - self.beta_min), self.beta_min, -torch.log1p(sigma**2)
+        return (-b + torch.sqrt(b * b - 4 * a * c)) / (2 * a)
+
+    def prior_std(self) -> float:
+        return math.sqrt(self.sigma_max**2 + 1)
+
+
+@dataclass
+class SubVP(VP):
+    """Sub-VP SDE (Song et al. 2021, eq. 29): same ``s(t)`` as VP, marginal std
+    ``1 - alpha_bar(t)``, so ``sigma(t) = (1 - alpha_bar) / sqrt(alpha_bar)``."""
+
+    def sigma(self, t: Tensor) -> Tensor:
+        lab = self.log_alpha_bar(t)
+        return -torch.expm1(lab) * torch.exp(-0.5 * lab)
+
+    def sigma_inverse(self, sigma: Tensor) -> Tensor:
+        # sigma = u^-1/2 - u^1/2 with u = alpha_bar: sqrt(u) = (sqrt(sigma^2 + 4) - sigma) / 2
+        root = (torch.sqrt(sigma**2 + 4) - sigma) / 2
+        return super().sigma_inverse(torch.sqrt(1 / root**2 - 1))
+
+    def prior_std(self) -> float:
+        # marginal variance (1 - alpha_bar)^2 + alpha_bar Var(x0) ~ 1 at t = 1
+        return math.sqrt(self.sigma_max**2 + 1)
+
+
+def ddpm_alphas_cumprod(
+    steps: int = 1000, schedule: str = "linear", beta_start: float = 1e-4, beta_end: float = 0.02
+) -> Tensor:
+    """``alpha_bar_t = prod_{i<=t} (1 - beta_i)`` of DDPM's discrete schedules (float64).
+
+    "linear": ``beta`` linear from 1e-4 to 0.02 (Ho et al. 2020). "cosine":
+    ``alpha_bar(t) = f(t) / f(0)``, ``f(t) = cos^2(((t/T + s) / (1 + s)) pi / 2)``, ``s = 0.008``,
+    betas clipped at 0.999 (Nichol & Dhariwal 2021, eq. 17).
+    """
+    _check_steps(steps)
+    if schedule == "linear":
+        betas = torch.linspace(beta_start, beta_end, steps, dtype=torch.float64)
+    elif schedule == "cosine":
+        s = 0.008
+        t = torch.arange(steps + 1, dtype=torch.float64) / steps
+        f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+        betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
+    else:
+        raise ValueError(f"unknown DDPM schedule {schedule!r}; choose 'linear' or 'cosine'")
+    return torch.cumprod(1 - betas, 0)
+
+
+@dataclass
+class DDPM(Process):
+    """DDPM's discrete VP process (Ho et al. 2020) with ``T`` timesteps: at step ``k``,
+    ``s = sqrt(alpha_bar_k)`` and ``sigma = sqrt(1 / alpha_bar_k - 1)``. ``sigmas(N)`` takes
+    ``N`` evenly spaced timesteps from ``T - 1`` down to 0 ("trailing" spacing; the full chain
+    when ``N = T``); ``t = k / (T - 1)``."""
+
+    T: int = 1000
+    schedule: str = "linear"
+
+    def __post_init__(self) -> None:
+        self.alphas_cumprod = ddpm_alphas_cumprod(self.T, self.schedule)
+        self.discrete_sigmas = torch.sqrt(1 / self.alphas_cumprod - 1)  # increasing in k
+        self.sigma_min = float(self.discrete_sigmas[0])
+        self.sigma_max = float(self.discrete_sigmas[-1])
+
+    def _index(self, t: Tensor) -> Tensor:
+        return (t * (self.T - 1)).round().long().clamp(0, self.T - 1)
+
+    def sigma(self, t: Tensor) -> Tensor:
+        return self.discrete_sigmas.to(t.device)[self._index(t)].to(t.dtype)
+
+    def scale(self, t: Tensor) -> Tensor:
+        return self.alphas_cumprod.to(t.device)[self._index(t)].sqrt().to(t.dtype)
+
+    def sigma_inverse(self, sigma: Tensor) -> Tensor:
+        k = torch.searchsorted(self.discrete_sigmas, sigma.to(torch.float64).reshape(-1))
+        return (k.clamp(0, self.T - 1).to(torch.float64) / (self.T - 1)).reshape(sigma.shape)
+
+    def sigmas(self, steps: int, dtype: torch.dtype = torch.float64) -> Tensor:
+        _check_steps(steps)
+        if steps > self.T:
+            raise ValueError(f"steps must be <= T = {self.T} for the discrete DDPM process")
+        k = torch.linspace(self.T - 1, 0, steps, dtype=torch.float64).round().long()
+        return _append_zero(self.discrete_sigmas[k]).to(dtype)
+
+    def prior_std(self) -> float:
+        return math.sqrt(self.sigma_max**2 + 1)
+
+
+PROCESSES: dict[str, type[Process]] = {
+    "ve": VE,
+    "edm": EDM,
+    "vp": VP,
+    "subvp": SubVP,
+    "ddpm": DDPM,
+}
+
+
+def make_process(name: str, **params: float) -> Process:
+    """Build a named process ("ve", "edm", "vp", "subvp", "ddpm") with keyword parameters."""
+    if name not in PROCESSES:
+        raise ValueError(f"unknown process {name!r}; choose one of {', '.join(PROCESSES)}")
+    return PROCESSES[name](**params)
