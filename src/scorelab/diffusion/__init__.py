@@ -7,6 +7,18 @@
 """
 
 from scorelab.diffusion.api import SampleResult, as_denoiser, sample, steps_for_nfe
+from scorelab.diffusion.objectives import (
+    OBJECTIVES,
+    ddpm_loss,
+    default_sigmas,
+    dsm_loss,
+    edm_loss,
+    esm_loss,
+    ism_loss,
+    ncsn_loss,
+    ssm_loss,
+    weighted_denoising_loss,
+)
 from scorelab.diffusion.processes import (
     DDPM,
     EDM,
@@ -35,6 +47,7 @@ from scorelab.diffusion.samplers import (
 __all__ = [
     "DDPM",
     "EDM",
+    "OBJECTIVES",
     "PROCESSES",
     "SAMPLERS",
     "VE",
@@ -47,14 +60,23 @@ __all__ = [
     "ddim",
     "ddpm",
     "ddpm_alphas_cumprod",
+    "ddpm_loss",
+    "default_sigmas",
     "dpmpp_2m",
+    "dsm_loss",
+    "edm_loss",
+    "esm_loss",
     "euler",
     "euler_maruyama",
     "heun",
+    "ism_loss",
     "langevin",
     "make_process",
+    "ncsn_loss",
     "predictor_corrector",
     "rk45",
     "sample",
+    "ssm_loss",
     "steps_for_nfe",
+    "weighted_denoising_loss",
 ]
