@@ -12,7 +12,7 @@ import pytest
 import scorelab
 from scorelab.cli.main import build_parser, main
 
-SUBCOMMANDS = ["quickstart", "mcmc"]
+SUBCOMMANDS = ["quickstart", "train", "sample", "denoise", "mcmc"]
 
 
 def test_version_and_module_entry_point():
@@ -75,8 +75,40 @@ def test_mcmc_bad_input(args, message, tmp_path):
 
 
 def test_quickstart_quick(tmp_path, capsys):
-    assert main(["quickstart", "--quick", "--chains", "8", "--out", str(tmp_path)]) == 0
+    assert main(["quickstart", "--quick", "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    assert "check against the exact moments" in text
-    for name in ("quickstart.png", "score_field.png", "summary.txt", "run.json"):
+    assert "check against the exact moments" in text and "memorization ratio" in text
+    assert "Tweedie denoising at sigma 0.5" in text
+    for name in ("quickstart.png", "mcmc.png", "report.txt", "run.json"):
         assert (tmp_path / name).exists()
+    assert (tmp_path / "digits" / "config.json").exists()
+
+
+def test_train_sample_denoise_round_trip(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", "digits", "--net", "unet", "--steps", "3", "--batch-size",
+                 "8", "--out", str(run)]) == 0  # fmt: skip
+    assert main(["sample", str(run), "-n", "4", "--nfe", "3", "--sampler", "euler"]) == 0
+    with np.load(run / "samples.npz") as f:
+        assert f["samples"].shape == (4, 1, 8, 8)
+        # saved in the data's units: digits map [-1, 1] <- [0, 16]
+        np.testing.assert_allclose(f["samples"], (f["model_units"] + 1) * 8, rtol=1e-5, atol=1e-5)
+    assert (run / "samples.png").exists()
+    assert main(["denoise", str(run), "--sigma", "0.5", "-n", "20"]) == 0
+    assert "PSNR" in capsys.readouterr().out and (run / "denoise.png").exists()
+    # resume to a larger step count
+    assert main(["train", "--resume", str(run), "--steps", "5"]) == 0
+    assert "to step 5" in capsys.readouterr().out
+
+
+def test_train_from_toml_with_overrides(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        'data = "ring"\nn = 500\nsteps = 4\nbatch_size = 16\n[net_kwargs]\nhidden = 16\n'
+    )
+    assert main(["train", "--config", str(cfg), "--steps", "2", "--out", str(tmp_path / "r")]) == 0
+    record = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert record["train"]["steps"] == 2 and record["train"]["net_kwargs"] == {"hidden": 16}
+    cfg.write_text("stepz = 3\n")
+    with pytest.raises(SystemExit, match="unknown config key"):
+        main(["train", "--config", str(cfg), "--out", str(tmp_path / "r2")])

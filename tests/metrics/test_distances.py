@@ -7,7 +7,12 @@ import math
 import pytest
 import torch
 
-from scorelab.metrics import sliced_wasserstein
+from scorelab.metrics import (
+    memorization_ratio,
+    nearest_neighbor_distances,
+    psnr,
+    sliced_wasserstein,
+)
 
 
 def _gen(seed=0):
@@ -41,3 +46,23 @@ def test_unequal_sizes_and_images():
 def test_bad_input():
     with pytest.raises(ValueError, match="same event size"):
         sliced_wasserstein(torch.zeros(5, 2), torch.zeros(5, 3))
+
+
+def test_memorization_ratio_flags_a_copied_training_set():
+    train = torch.randn(500, 5, generator=_gen(3))
+    heldout = torch.randn(500, 5, generator=_gen(4))
+    fresh = torch.randn(500, 5, generator=_gen(5))
+    copied = train[torch.randint(500, (500,), generator=_gen(6))] + 1e-3
+    # fresh draws and held-out data are exchangeable: the ratio of medians of 500 distances
+    # is 1 up to sampling error (each median has a relative sd of a few percent)
+    assert 0.8 < memorization_ratio(fresh, train, heldout).item() < 1.25
+    assert memorization_ratio(copied, train, heldout).item() < 0.01
+
+
+def test_nearest_neighbor_and_psnr_closed_forms():
+    ref = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
+    x = torch.tensor([[3.0, 4.0], [9.0, 0.0]])
+    torch.testing.assert_close(nearest_neighbor_distances(x, ref), torch.tensor([5.0, 1.0]))
+    # MSE 1 on a range of 2: 10 log10(4) dB
+    got = psnr(torch.ones(3, 4), torch.zeros(3, 4), data_range=2.0)
+    torch.testing.assert_close(got, torch.full((3,), 10 * math.log10(4)))

@@ -7,7 +7,7 @@ import json
 import platform
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -71,3 +71,34 @@ def load_function(spec: str):
     if not hasattr(module, attr):
         raise SystemExit(f"error: module {module_name!r} has no attribute {attr!r}")
     return getattr(module, attr)
+
+
+def fail(err: Exception | str) -> NoReturn:
+    """Exit with ``error: ...`` (no traceback) for a user mistake."""
+    raise SystemExit(f"error: {err}")
+
+
+def load_run_data(record: dict, heldout: bool = False):
+    """The data a run was trained on (re-drawn with its seed), or its held-out part: the test
+    split of digits, or a fresh draw for toy sets; files have no held-out part."""
+    from scorelab.data import TOY_NAMES, Normalization, load
+
+    train_cfg = record["train"]
+    name, seed = train_cfg["data"], train_cfg["seed"]
+    norm = Normalization.from_dict(record["data"]["normalization"])
+    if not heldout:
+        return load(name, n=train_cfg["n"], generator=torch.Generator().manual_seed(seed))
+    if name == "digits":
+        return load("digits", split="test", normalization=norm)
+    if name in TOY_NAMES:
+        return load(name, n=train_cfg["n"] or 10_000, split="test", normalization=norm,
+                    generator=torch.Generator().manual_seed(seed + 1))  # fmt: skip
+    raise ValueError(f"run data {name!r} has no held-out part; pass a built-in data set")
+
+
+def to_unit_interval(x: torch.Tensor, normalization) -> torch.Tensor:
+    """Model-unit images to [0, 1] for display: (x + 1) / 2 for [-1, 1] data."""
+    if normalization.kind == "unit_range":
+        return (x + 1) / 2
+    lo, hi = x.amin(), x.amax()
+    return (x - lo) / (hi - lo).clamp_min(1e-12)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 import scorelab
-from scorelab.cli import mcmc_cmd, quickstart
+from scorelab.cli import denoise_cmd, mcmc_cmd, quickstart, sample_cmd, train_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,8 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"scorelab {scorelab.__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    quickstart.add_parser(sub)
-    mcmc_cmd.add_parser(sub)
+    for module in (quickstart, train_cmd, sample_cmd, denoise_cmd, mcmc_cmd):
+        module.add_parser(sub)
     return parser
 
 

@@ -1,5 +1,10 @@
 """Metrics between sample sets (more arrive with the evaluation issue)."""
 
-from scorelab.metrics.distances import sliced_wasserstein
+from scorelab.metrics.distances import (
+    memorization_ratio,
+    nearest_neighbor_distances,
+    psnr,
+    sliced_wasserstein,
+)
 
-__all__ = ["sliced_wasserstein"]
+__all__ = ["memorization_ratio", "nearest_neighbor_distances", "psnr", "sliced_wasserstein"]

@@ -116,7 +116,8 @@ class Trainer:
         self.generator = self._gen(self.device)
         self.step = 0
         self.x = self.data.x.to(self.device)
-        self.labels = None if self.data.labels is None else self.data.labels.to(self.device)
+        conditional = self.data.labels is not None and self.model.num_classes is not None
+        self.labels = self.data.labels.to(self.device) if conditional else None
 
     def _gen(self, device: torch.device | str = "cpu") -> torch.Generator:
         return torch.Generator(device=device).manual_seed(self.cfg.seed)
