@@ -112,3 +112,26 @@ def test_train_from_toml_with_overrides(tmp_path, capsys):
     cfg.write_text("stepz = 3\n")
     with pytest.raises(SystemExit, match="unknown config key"):
         main(["train", "--config", str(cfg), "--out", str(tmp_path / "r2")])
+
+
+def test_train_on_a_folder_of_images_of_mixed_sizes(tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label, size in (("cats", (10, 12)), ("dogs", (16, 16))):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for i in range(3):
+            pixels = rng.integers(0, 256, size=(*size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "imgs" / label / f"{i}.png")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'data = "{tmp_path / "imgs"}"\nnet = "unet"\nsteps = 2\nbatch_size = 4\n'
+        "data_kwargs = { size = [8, 8] }\n"
+        "net_kwargs = { base_channels = 8, channel_mult = [1, 2], num_res_blocks = 1 }\n"
+    )
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 0
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["data"]["event_shape"] == [3, 8, 8] and record["data"]["num_classes"] == 2
+    assert (
+        main(["sample", str(tmp_path / "run"), "-n", "2", "--nfe", "2", "--sampler", "euler"]) == 0
+    )

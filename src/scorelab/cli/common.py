@@ -87,7 +87,8 @@ def load_run_data(record: dict, heldout: bool = False):
     name, seed = train_cfg["data"], train_cfg["seed"]
     norm = Normalization.from_dict(record["data"]["normalization"])
     if not heldout:
-        return load(name, n=train_cfg["n"], generator=torch.Generator().manual_seed(seed))
+        return load(name, n=train_cfg["n"], generator=torch.Generator().manual_seed(seed),
+                    **train_cfg.get("data_kwargs", {}))  # fmt: skip
     if name == "digits":
         return load("digits", split="test", normalization=norm)
     if name in TOY_NAMES:

@@ -22,6 +22,7 @@ class TrainConfig:
 
     data: str = "moons"  # a built-in data set (scorelab.data.DATASETS) or a path
     n: int | None = None  # number of examples (toy sets: fresh draws; files: the first n)
+    data_kwargs: dict[str, Any] = field(default_factory=dict)  # loader options, e.g. size
     objective: str = "edm"  # a name from scorelab.diffusion.OBJECTIVES
     objective_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"sigma": 0.1}
     net: str = "mlp"  # "mlp" (vectors) or "unet" (images)

@@ -31,6 +31,15 @@ from scorelab.training.ema import EMA
 LOG_FIELDS = ["step", "loss", "lr", "grad_norm", "examples_per_s", "elapsed_s"]
 
 
+def _tensorboard(run_dir: Path):
+    """A TensorBoard writer into ``run_dir/tensorboard`` when tensorboard is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # optional: the CSV log is always written
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
 def pick_device(name: str) -> torch.device:
     """``"auto"``: CUDA if present, else Apple MPS, else CPU; otherwise the named device."""
     if name == "auto":
@@ -106,7 +115,9 @@ class Trainer:
         self.run_dir = Path(cfg.out)
         self.device = pick_device(cfg.device)
         torch.manual_seed(cfg.seed)  # dropout and other global-RNG users
-        self.data = data if data is not None else load(cfg.data, n=cfg.n, generator=self._gen())
+        if data is None:
+            data = load(cfg.data, n=cfg.n, generator=self._gen(), **cfg.data_kwargs)
+        self.data = data
         self.model = build_model(cfg, self.data).to(self.device)
         self.objective = build_objective(cfg, self.data)
         self.opt = torch.optim.AdamW(
@@ -207,6 +218,7 @@ class Trainer:
         losses: list[float] = []
         window: list[float] = []
         start = last = time.perf_counter()
+        board = _tensorboard(self.run_dir)
         with log_path.open("w" if new_log else "a", newline="") as f, tqdm(
             total=until, initial=self.step, desc="train", unit="step",
             disable=None if progress is None else not progress,
@@ -227,10 +239,15 @@ class Trainer:
                     row = [self.step, f"{mean:.6g}", f"{lr:.6g}", f"{norm:.4g}", f"{rate:.1f}"]
                     writer.writerow([*row, f"{now - start:.2f}"])
                     f.flush()
+                    if board is not None:
+                        board.add_scalar("loss", mean, self.step)
+                        board.add_scalar("examples_per_s", rate, self.step)
                     bar.set_postfix(loss=f"{mean:.4f}", ex_per_s=f"{rate:.0f}")
                     window, last = [], now
                 if self.step % cfg.checkpoint_every == 0 or self.step == until:
                     self.save()
+        if board is not None:
+            board.close()
         return losses
 
     def ema_model(self) -> Denoiser:
