@@ -96,22 +96,28 @@ def run(args: argparse.Namespace) -> int:
     folder = out_dir(args.out)
     q = args.quick
     t0 = time.perf_counter()
-    lines = ["== 1. MCMC with the exact score", *mcmc_check(folder, args.seed, q), ""]
+    lines: list[str] = []
+
+    def report(*new: str) -> None:  # print each stage as it finishes
+        lines.extend(new)
+        print("\n".join(new), flush=True)
+
+    report("== 1. MCMC with the exact score", *mcmc_check(folder, args.seed, q), "")
 
     moons_cfg = TrainConfig(data="moons", n=10_000, steps=60 if q else 1500, batch_size=256,
                             seed=args.seed, out=str(folder / "moons"),
                             net_kwargs={"hidden": 128, "depth": 3, "emb_dim": 64})  # fmt: skip
     text, moons = train_sample_evaluate("moons", moons_cfg, 2000, folder)
-    lines += ["== 2. two moons (MLP, EDM)", *text, ""]
+    report("== 2. two moons (MLP, EDM)", *text, "")
 
     digits_cfg = TrainConfig(data="digits", net="unet", steps=30 if q else 1500, batch_size=64,
                              lr=1e-3, seed=args.seed, out=str(folder / "digits"),
                              net_kwargs={"base_channels": 16, "num_res_blocks": 1})  # fmt: skip
     text, digits = train_sample_evaluate("digits", digits_cfg, 400, folder)
-    lines += ["== 3. digits (U-Net, EDM)", *text]
+    report("== 3. digits (U-Net, EDM)", *text)
     rows = tweedie_psnr(digits["result"].model, digits["held"].x, [0.2, 0.5], args.seed, 2.0)
     for sigma, (_, _, p_noisy, p_den) in zip([0.2, 0.5], rows, strict=True):
-        lines.append(f"  Tweedie denoising at sigma {sigma}: PSNR {p_noisy:.2f} -> {p_den:.2f} dB")
+        report(f"  Tweedie denoising at sigma {sigma}: PSNR {p_noisy:.2f} -> {p_den:.2f} dB")
 
     fig = Figure(figsize=(12, 4), layout="constrained")
     data, held = moons["result"].data, moons["held"].x[:2000]
@@ -124,10 +130,8 @@ def run(args: argparse.Namespace) -> int:
               title="digits: test split")  # fmt: skip
     fig.savefig(folder / "quickstart.png", dpi=110)
 
-    lines.append(f"\ntotal time {time.perf_counter() - t0:.0f} s")
-    text = "\n".join(lines)
-    print(text)
-    (folder / "report.txt").write_text(text + "\n")
+    report(f"\ntotal time {time.perf_counter() - t0:.0f} s")
+    (folder / "report.txt").write_text("\n".join(lines) + "\n")
     write_run_record(folder, "quickstart", vars(args) | {"run": None})
     print(f"wrote {folder}/quickstart.png, mcmc.png, report.txt; runs in {folder}/moons, /digits")
     return 0
