@@ -130,3 +130,21 @@ def test_bad_model_choices(tmp_path):
         Trainer(_cfg(tmp_path, net="unet"), data=_dataset(100))
     with pytest.raises(ValueError, match="objective 'esm' needs the true score"):
         Trainer(_cfg(tmp_path, objective="esm"), data=_dataset(100))
+
+
+def test_ctrl_c_saves_a_checkpoint_before_stopping(tmp_path):
+    trainer = Trainer(_cfg(tmp_path, checkpoint_every=1000), data=_dataset(500))
+    calls = {"n": 0}
+    original = trainer.objective
+
+    def interrupt_at_step_7(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    trainer.objective = interrupt_at_step_7
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run(40, progress=False)
+    _, meta, _ = load_checkpoint(tmp_path)
+    assert meta["step"] == 7

@@ -63,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
             res = train(cfg)
     except ValueError as err:
         fail(err)
+    except KeyboardInterrupt:
+        out = args.resume or overrides.get("out", TrainConfig.out)
+        print(f"\ninterrupted: a checkpoint was saved; continue with scorelab train --resume {out}")
+        return 130
     tail = res.losses[-min(100, len(res.losses)) :] or [float("nan")]
     print(f"trained {res.run_dir} to step {res.step}: mean loss of the last {len(tail)} steps "
           f"{sum(tail) / len(tail):.4f}")  # fmt: skip

@@ -54,7 +54,8 @@ def save_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:08d}"
     tmp, final = root / f".{name}.tmp", root / name
-    shutil.rmtree(tmp, ignore_errors=True)
+    for stale in root.glob(".step-*.tmp"):  # left by a process killed while writing
+        shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir()
     for stem, group in tensors.items():
         save_file(

@@ -227,7 +227,11 @@ class Trainer:
             if new_log:
                 writer.writerow(LOG_FIELDS)
             while self.step < until:
-                loss, norm = self.train_step()
+                try:
+                    loss, norm = self.train_step()
+                except KeyboardInterrupt:  # Ctrl-C: keep the work done so far, then stop
+                    self.save()
+                    raise
                 losses.append(loss)
                 window.append(loss)
                 bar.update(1)
