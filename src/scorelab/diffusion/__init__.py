@@ -7,6 +7,7 @@
 """
 
 from scorelab.diffusion.api import SampleResult, as_denoiser, sample, steps_for_nfe
+from scorelab.diffusion.likelihood import log_likelihood
 from scorelab.diffusion.objectives import (
     OBJECTIVES,
     ddpm_loss,
@@ -71,6 +72,7 @@ __all__ = [
     "heun",
     "ism_loss",
     "langevin",
+    "log_likelihood",
     "make_process",
     "ncsn_loss",
     "predictor_corrector",
