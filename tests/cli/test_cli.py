@@ -93,6 +93,7 @@ def test_train_sample_denoise_round_trip(tmp_path, capsys):
         assert f["samples"].shape == (4, 1, 8, 8)
         # saved in the data's units: digits map [-1, 1] <- [0, 16]
         np.testing.assert_allclose(f["samples"], (f["model_units"] + 1) * 8, rtol=1e-5, atol=1e-5)
+        assert json.loads(str(f["record"]))["sampler"] == "euler"
     assert (run / "samples.png").exists()
     assert main(["denoise", str(run), "--sigma", "0.5", "-n", "20"]) == 0
     assert "PSNR" in capsys.readouterr().out and (run / "denoise.png").exists()

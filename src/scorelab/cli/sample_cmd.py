@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+import scorelab
 from scorelab import diffusion
 from scorelab.cli.common import fail, load_run_data, to_unit_interval
 from scorelab.training import load_model
@@ -61,7 +63,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.run_dir) / "samples.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
     decoded = data.decode(res.samples)
-    np.savez(out, samples=decoded.numpy(), model_units=res.samples.numpy(), nfe=res.nfe)
+    provenance = {"run": str(args.run_dir), "sampler": args.sampler, "nfe": res.nfe,
+                  "process": args.process, "seed": args.seed, "versions": record["versions"],
+                  "scorelab": scorelab.__version__}  # fmt: skip
+    np.savez(out, samples=decoded.numpy(), model_units=res.samples.numpy(), nfe=res.nfe,
+             record=json.dumps(provenance))  # fmt: skip
     print(f"{args.n} samples with {args.sampler} ({res.nfe} NFE, {res.wall_time:.1f} s) -> {out}")
     fig = picture(res.samples, data, f"{args.sampler}, {res.nfe} NFE")
     if fig is not None:

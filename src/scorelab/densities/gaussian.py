@@ -133,6 +133,19 @@ class _GaussianFamily(Density):
         logc = logw - 0.5 * ((z * z / var).sum(-1) + var.log().sum(-1) + self.dim * LOG_2PI)
         return logc, z, var
 
+    @staticmethod
+    def _responsibilities(logc: Tensor, z: Tensor, var: Tensor) -> Tensor:
+        """``softmax(logc)`` over components; where every term underflowed to -inf (points
+        ~1e154 standard deviations away), all weight goes to the component whose largest
+        whitened coordinate is smallest, instead of 0/0."""
+        r = torch.softmax(logc, -1)
+        lost = torch.isneginf(logc).all(-1)
+        if lost.any():
+            nearest = (z.abs() / var.sqrt()).amax(-1).argmin(-1)  # [B]
+            one_hot = torch.nn.functional.one_hot(nearest, logc.shape[-1]).to(r)
+            r = torch.where(lost.unsqueeze(-1), one_hot, r)
+        return r
+
     def _unrotate_sum(self, g: Tensor, x: Tensor) -> Tensor:
         """``sum_k U_k g_k`` for eigen-coordinate vectors ``g`` ``[B, K, d]`` -> ``[B, d]``."""
         evecs = self._params(x)[3]
@@ -161,7 +174,7 @@ class _GaussianFamily(Density):
         """Exact posterior mean ``E[X | X + sigma N = x]`` (the ideal denoiser ``D(x, sigma)``)."""
         xf, s2 = self._flat(x, sigma)
         logc, z, var = self._components(xf, s2)
-        r = torch.softmax(logc, -1)  # responsibilities [B, K]
+        r = self._responsibilities(logc, z, var)  # [B, K]
         evals = self._params(x)[2]
         shrunk = r.unsqueeze(-1) * z * (evals / var)  # posterior deviation, eigen coords
         out = r @ self._params(x)[1] + self._unrotate_sum(shrunk, xf)
@@ -185,7 +198,7 @@ class _GaussianFamily(Density):
 
     def _value_and_score_flat(self, xf: Tensor, s2: Tensor) -> tuple[Tensor, Tensor]:
         logc, z, var = self._components(xf, s2)
-        r = torch.softmax(logc, -1)  # responsibilities [B, K]
+        r = self._responsibilities(logc, z, var)  # [B, K]
         return torch.logsumexp(logc, -1), -self._unrotate_sum(r.unsqueeze(-1) * z / var, xf)
 
     def _value_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
