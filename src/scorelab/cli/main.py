@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
+
 import scorelab
 from scorelab.cli import denoise_cmd, mcmc_cmd, quickstart, sample_cmd, train_cmd
 
@@ -15,6 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score-based generative modeling: MCMC, score matching, diffusion sampling.",
     )
     parser.add_argument("--version", action="version", version=f"scorelab {scorelab.__version__}")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's choice)")  # fmt: skip
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for module in (quickstart, train_cmd, sample_cmd, denoise_cmd, mcmc_cmd):
         module.add_parser(sub)
@@ -27,4 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 0
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit(f"error: --threads must be >= 1; got {args.threads}")
+        torch.set_num_threads(args.threads)
     return args.run(args)

@@ -1,10 +1,47 @@
-"""Metrics between sample sets (more arrive with the evaluation issue)."""
+"""Sample-quality metrics: distances and divergences between sample sets, feature-space metrics
+from a small library-trained classifier, and memorization checks.
+
+>>> from scorelab.metrics import mmd, energy_distance, kl_divergence, frechet_distance
+>>> mmd(x, y)                                       # unbiased MMD^2, RBF kernels
+>>> kl_divergence(x, y, k=1)                        # k-NN estimate from samples
+>>> kl_divergence(p, q, n=10_000, generator=g)      # Monte Carlo, known densities
+>>> clf = train_classifier(train.x, train.labels, generator=g)
+>>> frechet_distance(clf.features(real), clf.features(fake))
+"""
 
 from scorelab.metrics.distances import (
+    energy_distance,
     memorization_ratio,
+    mmd,
     nearest_neighbor_distances,
     psnr,
     sliced_wasserstein,
 )
+from scorelab.metrics.divergences import js_divergence, kl_divergence
+from scorelab.metrics.features import (
+    FeatureClassifier,
+    PrecisionRecall,
+    class_accuracy,
+    classifier_confidence,
+    frechet_distance,
+    precision_recall,
+    train_classifier,
+)
 
-__all__ = ["memorization_ratio", "nearest_neighbor_distances", "psnr", "sliced_wasserstein"]
+__all__ = [
+    "FeatureClassifier",
+    "PrecisionRecall",
+    "class_accuracy",
+    "classifier_confidence",
+    "energy_distance",
+    "frechet_distance",
+    "js_divergence",
+    "kl_divergence",
+    "memorization_ratio",
+    "mmd",
+    "nearest_neighbor_distances",
+    "precision_recall",
+    "psnr",
+    "sliced_wasserstein",
+    "train_classifier",
+]
