@@ -68,7 +68,10 @@ def test_exact_kernels_recover_moments(kernel, name):
     mean, cov = (target.mean, target.cov) if name != "laplace" else (torch.zeros(2), torch.eye(2))
     assert_moments(res.samples, mean.to(F64), cov.diagonal().to(F64), min_ess=200)
     assert (mcmc.rhat(res.samples) < 1.05).all()
-    assert abs(res.accept_rate.mean().item() - mcmc.KERNELS[kernel].target_accept) < 0.1
+    # dual averaging hits the target on average during warm-up; the averaged log step size used
+    # afterwards sits below the last iterates, so acceptance ends on or above target (as in Stan)
+    gap = res.accept_rate.mean().item() - mcmc.KERNELS[kernel].target_accept
+    assert -0.05 < gap < 0.15
 
 
 @pytest.mark.parametrize("h", [0.1, 0.5, 1.0])

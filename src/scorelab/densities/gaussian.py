@@ -297,5 +297,29 @@ class Gaussian(_GaussianFamily):
         evals, evecs, self.cov_type = _spectrum(c, 1, d, "cov")
         self._setup(torch.ones(1, dtype=torch.float64), mu.unsqueeze(0), evals, evecs)
 
+    def _value_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Unsmoothed fast path for MCMC inner loops: ``score = -P (x - mu)`` with the
+        precision ``P`` precomputed, ``log p = (x - mu) . score / 2 - (log det 2 pi C) / 2``."""
+        key = (x.dtype, x.device, "precision")
+        if key not in self._cache:
+            inv = 1 / self._evals[0]
+            prec = (
+                torch.diag(inv)
+                if self._evecs is None
+                else (self._evecs[0] * inv) @ self._evecs[0].T
+            )
+            const = -0.5 * (self._evals[0].log().sum() + self.dim * LOG_2PI)
+            self._cache[key] = (prec.to(x), self._means[0].to(x), float(const))
+        prec, mean, const = self._cache[key]
+        diff = x - mean
+        score = -diff @ prec
+        return 0.5 * (diff * score).sum(-1) + const, score
+
+    def _log_prob(self, x: Tensor) -> Tensor:
+        return self._value_and_score(x)[0]
+
+    def _score(self, x: Tensor) -> Tensor:
+        return self._value_and_score(x)[1]
+
     def __repr__(self) -> str:
         return f"Gaussian(dim={self.dim}, cov_type={self.cov_type!r})"
