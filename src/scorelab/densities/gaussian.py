@@ -133,6 +133,22 @@ class _GaussianFamily(Density):
         logc = logw - 0.5 * ((z * z / var).sum(-1) + var.log().sum(-1) + self.dim * LOG_2PI)
         return logc, z, var
 
+    def _condition(self, r: Tensor, cond: Tensor, batch_shape: torch.Size) -> Tensor:
+        """Responsibilities with labelled rows set to their component (label ``K``: unchanged)."""
+        k = r.shape[-1]
+        cond = torch.as_tensor(cond, device=r.device)
+        if cond.shape != batch_shape or cond.dtype not in (torch.int32, torch.int64):
+            raise ValueError(
+                f"cond must be an integer tensor of shape {tuple(batch_shape)} (one component "
+                f"index per point); got {cond.dtype} of shape {tuple(cond.shape)}"
+            )
+        cond = cond.reshape(-1)
+        if ((cond < 0) | (cond > k)).any():
+            raise ValueError(f"cond must lie in 0..{k} ({k} = no label); got {cond.tolist()}")
+        labelled = cond < k
+        one_hot = torch.nn.functional.one_hot(cond.clamp(max=k - 1), k).to(r)
+        return torch.where(labelled.unsqueeze(-1), one_hot, r)
+
     @staticmethod
     def _responsibilities(logc: Tensor, z: Tensor, var: Tensor) -> Tensor:
         """``softmax(logc)`` over components; where every term underflowed to -inf (points
@@ -170,11 +186,18 @@ class _GaussianFamily(Density):
         xf, s2 = self._flat(x, sigma)
         return self._score_flat(xf, s2).reshape(x.shape)
 
-    def denoise(self, x: Tensor, sigma: float | Tensor) -> Tensor:
-        """Exact posterior mean ``E[X | X + sigma N = x]`` (the ideal denoiser ``D(x, sigma)``)."""
+    def denoise(self, x: Tensor, sigma: float | Tensor, cond: Tensor | None = None) -> Tensor:
+        """Exact posterior mean ``E[X | X + sigma N = x]`` (the ideal denoiser ``D(x, sigma)``).
+
+        ``cond`` (int64 ``[batch]``) treats the component index as a class label: the exact
+        class-conditional denoiser ``E[X | X + sigma N = x, k = cond]``; the value ``K`` (one
+        past the last component) means "no label", as in classifier-free guidance.
+        """
         xf, s2 = self._flat(x, sigma)
         logc, z, var = self._components(xf, s2)
         r = self._responsibilities(logc, z, var)  # [B, K]
+        if cond is not None:
+            r = self._condition(r, cond, x.shape[:-1])
         evals = self._params(x)[2]
         shrunk = r.unsqueeze(-1) * z * (evals / var)  # posterior deviation, eigen coords
         out = r @ self._params(x)[1] + self._unrotate_sum(shrunk, xf)

@@ -7,6 +7,7 @@
 """
 
 from scorelab.diffusion.api import SampleResult, as_denoiser, sample, steps_for_nfe
+from scorelab.diffusion.guidance import ClassifierFreeGuidance, Inpainter
 from scorelab.diffusion.likelihood import log_likelihood
 from scorelab.diffusion.objectives import (
     OBJECTIVES,
@@ -53,6 +54,8 @@ __all__ = [
     "SAMPLERS",
     "VE",
     "VP",
+    "ClassifierFreeGuidance",
+    "Inpainter",
     "Process",
     "SampleResult",
     "SubVP",

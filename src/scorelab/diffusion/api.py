@@ -23,7 +23,7 @@ class CountingDenoiser:
         self.denoiser, self.calls = denoiser, 0
 
     def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
-        self.calls += 1
+        self.calls += getattr(self.denoiser, "evals_per_call", 1)
         return self.denoiser(x, sigma)
 
 
@@ -63,6 +63,16 @@ def steps_for_nfe(sampler: str, nfe: int, params: dict) -> int:
     return nfe
 
 
+def _bind(base: Callable, cond: Tensor | None, start: int, m: int, device: torch.device):
+    """The denoiser for one batch, with that batch's labels bound."""
+    if cond is None:
+        return base
+    labels = cond[start : start + m].to(device)
+    bound = lambda x, sigma: base(x, sigma, labels)  # noqa: E731
+    bound.evals_per_call = getattr(base, "evals_per_call", 1)
+    return bound
+
+
 @dataclass(frozen=True)
 class SampleResult:
     """Samples and what they cost."""
@@ -87,6 +97,7 @@ def sample(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
     progress: bool | None = None,
+    cond: Tensor | int | None = None,
     **params: object,
 ) -> SampleResult:
     """Draw ``n`` samples from a model exposed as a denoiser (a network or a known density).
@@ -95,7 +106,9 @@ def sample(
     ``Process``); ``nfe`` sets the number of levels for ``sampler`` (see ``steps_for_nfe``;
     "rk45" chooses its own steps from ``rtol``/``atol`` and "langevin" runs ``nfe`` steps at
     the smallest sigma of the process). Large ``n`` is streamed in batches of ``batch_size``.
-    Extra keyword ``params`` go to the sampler.
+    ``cond`` (an int, or int64 ``[n]``) is passed to the model as ``D(x, sigma, cond)``:
+    class labels for conditional models and guidance wrappers. Extra keyword ``params`` go to
+    the sampler.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
@@ -109,8 +122,12 @@ def sample(
         if process not in PROCESSES:
             raise ValueError(f"unknown process {process!r}; choose one of {', '.join(PROCESSES)}")
         process = make_process(process)
-    denoiser = CountingDenoiser(as_denoiser(model))
+    base = as_denoiser(model)
     shape = event_shape(model, shape)
+    if cond is not None:
+        cond = torch.as_tensor(cond, dtype=torch.long).expand(n) if isinstance(cond, int) else cond
+        if cond.shape != (n,):
+            raise ValueError(f"cond must be an int or an int64 tensor of shape [{n}]")
     device = torch.device(device or "cpu")
 
     if sampler == "langevin":
@@ -128,9 +145,9 @@ def sample(
             m = min(batch_size, n - b * batch_size)
             prior_std = process.prior_std()
             x = prior_std * randn((m, *shape), generator, dtype, device)
-            calls_before = denoiser.calls
+            denoiser = CountingDenoiser(_bind(base, cond, b * batch_size, m, device))
             x = fn(denoiser, x, sigmas, generator=generator, **params)
-            per_batch = denoiser.calls - calls_before
+            per_batch = denoiser.calls
             out.append(x.cpu())
             bar.update(1)
     return SampleResult(
