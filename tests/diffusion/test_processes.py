@@ -35,11 +35,12 @@ def test_ddpm_cosine_alphas_cumprod():
 
 def test_matches_diffusers_when_installed():
     schedulers = pytest.importorskip("diffusers.schedulers")
+    # diffusers computes in float32: a cumulative product of 1000 float32 factors carries up to
+    # ~1000 * 6e-8 = 6e-5 relative rounding error, so that is the tolerance
     for name, ours in (("linear", "linear"), ("squaredcos_cap_v2", "cosine")):
         ref = schedulers.DDPMScheduler(beta_schedule=name).alphas_cumprod.double()
-        torch.testing.assert_close(
-            diffusion.ddpm_alphas_cumprod(1000, ours), ref, rtol=1e-6, atol=0
-        )
+        ab = diffusion.ddpm_alphas_cumprod(1000, ours)
+        torch.testing.assert_close(ab, ref, rtol=6e-5, atol=0)
 
 
 def test_vp_matches_the_integral_of_beta():
