@@ -120,3 +120,13 @@ def test_bad_process_input():
         diffusion.EDM().sigmas(0)
     with pytest.raises(ValueError, match="unknown DDPM schedule 'quad'"):
         diffusion.ddpm_alphas_cumprod(10, "quad")
+
+
+def test_ddpm_linspace_spacing_matches_diffusers_levels():
+    """N of N + 1 evenly spaced timesteps from 0 to T - 1, highest first: for N = 10 the
+    timesteps 999, 899, ..., 100 (round(999 k / 10)), so no evaluation is spent near t = 0."""
+    ddpm = diffusion.DDPM(spacing="linspace")
+    k = [round(999 * i / 10) for i in range(10, 0, -1)]
+    torch.testing.assert_close(ddpm.sigmas(10)[:-1], ddpm.discrete_sigmas[k])
+    with pytest.raises(ValueError, match="spacing must be 'trailing' or 'linspace'"):
+        diffusion.DDPM(spacing="leading")

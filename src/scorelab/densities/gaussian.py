@@ -174,6 +174,9 @@ class _GaussianFamily(Density):
             s = torch.zeros(1, dtype=x.dtype, device=x.device)
         else:
             s = check_sigma(sigma, x)
+            flat = s.reshape(-1)
+            if flat.numel() > 1 and bool((flat == flat[0]).all()):
+                s = flat[:1]  # one shared sigma: broadcast [1, K, d] variances, not [B, K, d]
         return x.reshape(-1, self.dim), s.reshape(-1, 1) ** 2
 
     def smoothed_log_prob(self, x: Tensor, sigma: float | Tensor) -> Tensor:

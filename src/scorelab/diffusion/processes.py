@@ -206,12 +206,17 @@ class DDPM(Process):
     """DDPM's discrete VP process (Ho et al. 2020) with ``T`` timesteps: at step ``k``,
     ``s = sqrt(alpha_bar_k)`` and ``sigma = sqrt(1 / alpha_bar_k - 1)``. ``sigmas(N)`` takes
     ``N`` evenly spaced timesteps from ``T - 1`` down to 0 ("trailing" spacing; the full chain
-    when ``N = T``); ``t = k / (T - 1)``."""
+    when ``N = T``), or with ``spacing="linspace"`` the ``N`` highest of ``N + 1`` evenly spaced
+    timesteps (diffusers' DPM-Solver/UniPC levels: no evaluation spent at sigma ~ 0.01, better
+    at low NFE); ``t = k / (T - 1)``."""
 
     T: int = 1000
     schedule: str = "linear"
+    spacing: str = "trailing"  # "linspace": diffusers' DPM-Solver/UniPC levels, last t ~ T / N
 
     def __post_init__(self) -> None:
+        if self.spacing not in ("trailing", "linspace"):
+            raise ValueError(f"spacing must be 'trailing' or 'linspace'; got {self.spacing!r}")
         self.alphas_cumprod = ddpm_alphas_cumprod(self.T, self.schedule)
         self.discrete_sigmas = torch.sqrt(1 / self.alphas_cumprod - 1)  # increasing in k
         self.sigma_min = float(self.discrete_sigmas[0])
@@ -234,7 +239,11 @@ class DDPM(Process):
         _check_steps(steps)
         if steps > self.T:
             raise ValueError(f"steps must be <= T = {self.T} for the discrete DDPM process")
-        k = torch.linspace(self.T - 1, 0, steps, dtype=torch.float64).round().long()
+        if self.spacing == "linspace":  # N levels above t = 0: no evaluation at sigma 0.01
+            k = torch.linspace(0, self.T - 1, steps + 1, dtype=torch.float64).round().long()
+            k = k.flip(0)[:-1]
+        else:
+            k = torch.linspace(self.T - 1, 0, steps, dtype=torch.float64).round().long()
         return _append_zero(self.discrete_sigmas[k]).to(dtype)
 
     def prior_std(self) -> float:

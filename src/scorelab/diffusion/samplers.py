@@ -39,7 +39,7 @@ def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
 def _finish(x: Tensor, i: int, sigma: Tensor, sigma_next: Tensor, denoised: Tensor,
             callback: Callback, name: str) -> None:  # fmt: skip
     """Check for divergence, then report the step."""
-    if not torch.isfinite(x).all():
+    if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():  # one pass when finite
         bad = int((~torch.isfinite(x.reshape(x.shape[0], -1))).any(-1).sum())
         raise DivergenceError(
             f"{name} diverged at step {i} (sigma = {float(sigma):.4g} -> {float(sigma_next):.4g})"
@@ -176,7 +176,7 @@ def euler(denoiser, x, sigmas, *, generator=None, callback=None):
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         denoised = _denoise(denoiser, x, sigma)
-        x = x + (sigma_next - sigma) * (x - denoised) / sigma
+        x = torch.lerp(denoised, x, (sigma_next / sigma).to(x))  # x + (s' - s)(x - D) / s
         _finish(x, i, sigma, sigma_next, denoised, callback, "euler")
     return x
 
@@ -222,8 +222,8 @@ def dpmpp_2m(denoiser, x, sigmas, *, generator=None, callback=None):
                 d = denoised  # first step: DPM-Solver++(1), i.e. DDIM
             else:
                 r = torch.log(sigmas[i - 1] / sigma) / h
-                d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old
-            x = (sigma_next / sigma) * x - torch.expm1(-h) * d
+                d = torch.lerp(denoised, old, (-1 / (2 * r)).to(x))  # (1 + c) D - c old
+            x = torch.lerp(d, x, (sigma_next / sigma).to(x))  # -expm1(-h) = 1 - s' / s
         old = denoised
         _finish(x, i, sigma, sigma_next, denoised, callback, "dpmpp_2m")
     return x
