@@ -149,7 +149,8 @@ def sample(
     grad_evals = 0
     adapt = None
     if step_size is None:
-        step_size, grad_evals = _find_step_size(target, k, state, 0.1, generator, params)
+        with torch.no_grad():
+            step_size, grad_evals = _find_step_size(target, k, state, 0.1, generator, params)
         adapt = DualAveraging(step_size, k.target_accept) if warmup else None
     # ULA is tuned with MALA moves at the same step size: adjusted moves cannot run away while
     # the step size is still too large, and the tuned step keeps ULA's bias small.

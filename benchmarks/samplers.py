@@ -1,0 +1,780 @@
+"""Diffusion samplers on exact-score Gaussian mixtures, side by side with diffusers and k-diffusion.
+
+Run from the repository root. The peers are benchmark-only and a missing one is skipped with a
+message; install them without letting pip touch torch: ``pip install --no-deps diffusers
+k-diffusion torchsde torchdiffeq trampoline huggingface-hub`` plus their small pure-Python
+dependencies (regex, safetensors, importlib_metadata; huggingface-hub 2.x also imports httpx2
+and hf-xet)::
+
+    python benchmarks/samplers.py            # 10,000 samples, NFE 10/20/50/100, writes results
+    python benchmarks/samplers.py --quick    # 2,000 samples, NFE 10/20, prints the report only
+    python benchmarks/samplers.py --out FILE # write the report elsewhere
+
+Every library samples the same two scorelab ``GaussianMixture`` targets (2-D and 64-D, unit
+variance) with the same model, the exact posterior-mean denoiser ``gm.denoise``, in float32
+with fixed seeds; a counting wrapper reports the denoiser calls each sampler really made. The
+quality of 10,000 samples is the sliced Wasserstein-2 distance to 10,000 exact samples (the
+same reference set and projections for everyone) and the mode-weight error; the floor (exact
+samples against the reference) is reported in the same tables. Last, the overhead ratio of
+scorelab's ODE samplers: wall time / (NFE x one denoiser call) at batch 10,000 on the 64-D
+mixture. See ``benchmarks/results/samplers.md`` for the method in full.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import inspect
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+from _common import machine
+from _peers import load_diffusers, load_kdiffusion_sampling, version
+from torch import Tensor
+from torch.distributions import MultivariateNormal
+
+import scorelab
+from scorelab import diffusion
+from scorelab.densities import GaussianMixture
+from scorelab.diffusion import DDPM, EDM, Process
+from scorelab.metrics.distances import sliced_wasserstein
+
+RESULTS = Path(__file__).resolve().parent / "results" / "samplers.md"
+SEED = 0  # sampler noise (every sampler, every library)
+REF_SEED = 1  # the exact reference set
+FLOOR_SEEDS = tuple(range(2, 12))  # 10 independent exact sets for the floor
+PROJ_SEED = 1234  # sliced-Wasserstein projections
+N_PROJECTIONS = 256
+EDM_SIGMAS = (EDM.sigma_min, EDM.sigma_max)  # 0.002, 80: k-diffusion's Karras schedule too
+DDPM_BETAS = {"beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear"}
+RK45_TOLS = (1e-2, 1e-3, 1e-4)
+OVERHEAD_SAMPLERS = ("euler", "heun", "dpmpp_2m")
+OVERHEAD_AIM = 1.05
+DIAGNOSTIC = "diagnostic: scorelab"  # rows that are not in the ours-vs-peers verdict
+DIAGNOSTIC_TAG = "ddpm, diffusers' linspace levels"
+PEERS = ("diffusers", "k-diffusion")
+
+
+# -- targets ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Target:
+    name: str
+    description: str
+    gm: GaussianMixture
+
+
+def unit_variance(weights: Tensor, means: Tensor, covs: Tensor) -> GaussianMixture:
+    """The mixture rescaled so that its average per-coordinate variance is 1."""
+    gm = GaussianMixture(weights, means, covs)
+    c = math.sqrt(float(torch.trace(gm.cov)) / gm.dim)
+    return GaussianMixture(weights, means / c, covs / c**2)
+
+
+def ring_2d() -> Target:
+    """8 anisotropic Gaussians on a ring, weights 1:2:...:8, elongated along the ring."""
+    angle = 2 * math.pi * torch.arange(8, dtype=torch.float64) / 8
+    radial = torch.stack([angle.cos(), angle.sin()], -1)
+    tangent = torch.stack([-angle.sin(), angle.cos()], -1)
+    covs = 0.25**2 * tangent[:, :, None] * tangent[:, None, :]
+    covs = covs + 0.05**2 * radial[:, :, None] * radial[:, None, :]
+    weights = torch.arange(1, 9, dtype=torch.float64) / 36
+    gm = unit_variance(weights, 2 * radial, covs)
+    return Target("2-D ring", "8 full-covariance components on a ring, weights 1:...:8", gm)
+
+
+def mixture_64d(k: int = 6, d: int = 64, seed: int = 0) -> Target:
+    """``k`` components with N(0, I) means, random diagonal covariances (per-coordinate
+    variances spread over a factor 20), unequal weights."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(k, d, generator=g, dtype=torch.float64)
+    spread = 2 * torch.rand(k, d, generator=g, dtype=torch.float64) - 1
+    variances = 0.3 * torch.exp(1.5 * spread)
+    weights = torch.linspace(1, 2.5, k, dtype=torch.float64)
+    desc = f"{k} diagonal-covariance components, random means, weights 1:...:2.5"
+    return Target(f"{d}-D mixture", desc, unit_variance(weights / weights.sum(), means, variances))
+
+
+# -- the shared model --------------------------------------------------------------------------
+class ExactDenoiser:
+    """``gm.denoise`` behind a call counter (one call on a batch counts once).
+
+    A per-sample ``sigma`` holding one value is passed on as a scalar: the same numbers, but
+    the mixture then broadcasts ``[1, K, d]`` variances instead of building ``[B, K, d]`` ones.
+    """
+
+    def __init__(self, gm: GaussianMixture):
+        self.gm, self.calls = gm, 0
+
+    def __call__(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+        self.calls += 1
+        sigma = torch.as_tensor(sigma)
+        flat = sigma.reshape(-1)
+        if sigma.ndim > 0 and bool((flat == flat[0]).all()):
+            sigma = flat[0]
+        return self.gm.denoise(x, sigma)
+
+
+Runner = Callable[[ExactDenoiser, int, int], Tensor]  # (model, n, nfe) -> samples
+
+
+@dataclass(frozen=True)
+class Spec:
+    library: str
+    name: str
+    run: Runner
+
+    @property
+    def label(self) -> str:
+        return f"{self.library} {self.name}"
+
+
+# -- scorelab ------------------------------------------------------------------------------
+class LinspaceDDPM(DDPM):
+    """Diagnostic, not part of scorelab: DDPM's noise levels at diffusers' "linspace" timesteps
+    ``round(linspace(0, T - 1, N + 1))[::-1][:-1]``, so the last level is ``t ~ T / N`` (sigma
+    0.34 for N = 10) instead of ``t = 0`` (sigma 0.01), then 0."""
+
+    def sigmas(self, steps: int, dtype: torch.dtype = torch.float64) -> Tensor:
+        t = torch.linspace(0, self.T - 1, steps + 1, dtype=torch.float64).round().long()
+        levels = self.discrete_sigmas[t.flip(0)[:-1]]
+        return torch.cat([levels, levels.new_zeros(1)]).to(dtype)
+
+
+def scorelab_spec(
+    sampler: str, process: str | Process, tag: str = "", library: str = "scorelab", **params: Any
+) -> Spec:
+    def run(model: ExactDenoiser, n: int, nfe: int) -> Tensor:
+        g = torch.Generator().manual_seed(SEED)
+        res = diffusion.sample(
+            model,
+            n,
+            sampler=sampler,
+            nfe=nfe,
+            process=process,
+            shape=(model.gm.dim,),
+            batch_size=n,
+            generator=g,
+            progress=False,
+            **params,
+        )
+        return res.samples
+
+    extra = "".join(f", {k}={v}" for k, v in params.items())
+    return Spec(library, f"{sampler} ({tag or process}{extra})", run)
+
+
+def scorelab_specs() -> list[Spec]:
+    shipped = [
+        ("euler", "edm"),
+        ("heun", "edm"),
+        ("dpmpp_2m", "edm"),
+        ("ddim", "ddpm"),
+        ("ddpm", "ddpm"),
+        ("ddpm", "edm"),
+        ("euler_maruyama", "vp"),
+        ("euler_maruyama", "edm"),
+        ("pc", "ve"),
+        ("pc", "edm"),
+    ]
+    return [
+        *(scorelab_spec(sampler, process) for sampler, process in shipped),
+        scorelab_spec("dpmpp_2m", LinspaceDDPM(), DIAGNOSTIC_TAG, library=DIAGNOSTIC),
+    ]
+
+
+# -- diffusers: epsilon-prediction schedulers on DDPM's linear VP schedule -----------------------
+def epsilon(model: ExactDenoiser, x_vp: Tensor, sigma: float) -> Tensor:
+    """``eps(x_t)`` from the exact denoiser. With ``sigma = sqrt((1 - ab) / ab)``,
+    ``x_t = sqrt(ab) x0 + sqrt(1 - ab) eps = sqrt(ab) (x0 + sigma eps)``, so the sigma-space
+    point is ``y = x_t / sqrt(ab) = x_t sqrt(1 + sigma^2)`` and ``eps = (y - D(y, sigma)) / sigma``.
+    """
+    y = x_vp * math.sqrt(1 + sigma**2)
+    return (y - model(y, torch.tensor(sigma, dtype=y.dtype))) / sigma
+
+
+def scheduler_sigma(sched: Any, i: int, t: Tensor) -> float:
+    """The sigma-space noise level the scheduler assigns to its ``i``-th model call: its own
+    ``sigmas[i]`` where it keeps one per timestep (Euler, Heun, DPM-Solver, UniPC), else
+    ``sqrt((1 - ab_t) / ab_t)`` at the integer timestep (DDPM, DDIM)."""
+    sigmas = getattr(sched, "sigmas", None)
+    if sigmas is not None and len(sigmas) == len(sched.timesteps) + 1:
+        return float(sigmas[i])
+    ab = float(sched.alphas_cumprod[int(t)])
+    return math.sqrt((1 - ab) / ab)
+
+
+def diffusers_loop(sched: Any, model: ExactDenoiser, n: int) -> Tensor:
+    g = torch.Generator().manual_seed(SEED)
+    x = torch.randn(n, model.gm.dim, generator=g) * sched.init_noise_sigma
+    kwargs = {"generator": g} if "generator" in inspect.signature(sched.step).parameters else {}
+    for i, t in enumerate(sched.timesteps):
+        eps = epsilon(model, sched.scale_model_input(x, t), scheduler_sigma(sched, i, t))
+        x = sched.step(eps, t, x, **kwargs).prev_sample
+    return x
+
+
+def diffusers_spec(lib: ModuleType, cls: str, name: str, order: int = 1, **config: Any) -> Spec:
+    def run(model: ExactDenoiser, n: int, nfe: int) -> Tensor:
+        sched = getattr(lib, cls)(
+            num_train_timesteps=1000, prediction_type="epsilon", **DDPM_BETAS, **config
+        )
+        sched.set_timesteps(nfe if order == 1 else (nfe + 1) // 2)
+        return diffusers_loop(sched, model, n)
+
+    return Spec("diffusers", name, run)
+
+
+def diffusers_specs(lib: ModuleType | None) -> list[Spec]:
+    if lib is None:
+        return []
+    return [
+        diffusers_spec(lib, "DDPMScheduler", "DDPM", clip_sample=False),
+        diffusers_spec(lib, "DDIMScheduler", "DDIM", clip_sample=False),
+        diffusers_spec(lib, "EulerDiscreteScheduler", "Euler"),
+        diffusers_spec(lib, "EulerDiscreteScheduler", "Euler (karras)", use_karras_sigmas=True),
+        diffusers_spec(lib, "HeunDiscreteScheduler", "Heun", order=2),
+        diffusers_spec(lib, "DPMSolverMultistepScheduler", "DPM-Solver++(2M)"),
+        diffusers_spec(
+            lib, "DPMSolverMultistepScheduler", "DPM-Solver++(2M) (karras)", use_karras_sigmas=True
+        ),
+        diffusers_spec(lib, "UniPCMultistepScheduler", "UniPC (bh2, order 2)"),
+    ]
+
+
+# -- k-diffusion: the denoiser itself on the Karras schedule --------------------------------------
+class MonotoneBrownian:
+    """Brownian increments ``(W(sigma) - W(sigma_next)) / sqrt(sigma - sigma_next)`` for
+    k-diffusion's SDE samplers, exact when every query starts at a level already visited and
+    ends below all of them, which is how those samplers sweep sigma downward.
+
+    It replaces k-diffusion's default ``BrownianTreeNoiseSampler`` (torchsde), which gives the
+    same law but took over 4 minutes per row on the 64-D target here.
+    """
+
+    def __init__(self, x: Tensor, seed: int):
+        self.shape, self.dtype = x.shape, x.dtype
+        self.generator = torch.Generator().manual_seed(seed)
+        self.path: dict[float, Tensor] = {}  # W at the visited levels
+
+    def _at(self, sigma: float) -> Tensor:
+        if not self.path:
+            self.path[sigma] = torch.zeros(self.shape, dtype=self.dtype)
+        sigma = next((s for s in self.path if abs(s - sigma) <= 1e-6 * s), sigma)  # float32
+        if sigma not in self.path:
+            last = min(self.path)
+            if sigma > last:
+                raise ValueError(f"query at sigma {sigma} between visited levels")
+            z = torch.randn(self.shape, generator=self.generator, dtype=self.dtype)
+            self.path[sigma] = self.path[last] + math.sqrt(last - sigma) * z
+        return self.path[sigma]
+
+    def __call__(self, sigma: Tensor, sigma_next: Tensor) -> Tensor:
+        hi, lo = float(sigma), float(sigma_next)
+        w_hi = self._at(hi)
+        return (w_hi - self._at(lo)) / math.sqrt(hi - lo)
+
+
+def kdiffusion_spec(kd: ModuleType, fn: str, evals_per_step: int = 1, sde: bool = False) -> Spec:
+    def run(model: ExactDenoiser, n: int, nfe: int) -> Tensor:
+        steps = nfe if evals_per_step == 1 else (nfe + 1) // 2
+        sigmas = kd.get_sigmas_karras(steps, *EDM_SIGMAS)
+        g = torch.Generator().manual_seed(SEED)
+        x = torch.randn(n, model.gm.dim, generator=g) * sigmas[0]
+        torch.manual_seed(SEED)  # k-diffusion draws its other noise from the global generator
+        kwargs = {"noise_sampler": MonotoneBrownian(x, SEED)} if sde else {}
+        return getattr(kd, fn)(model, x, sigmas, disable=True, **kwargs)
+
+    return Spec("k-diffusion", fn.removeprefix("sample_"), run)
+
+
+def kdiffusion_specs(kd: ModuleType | None) -> list[Spec]:
+    if kd is None:
+        return []
+    names = [  # (name, denoiser calls a step, takes a Brownian noise sampler)
+        ("euler", 1, False),
+        ("lms", 1, False),
+        ("dpmpp_2m", 1, False),
+        ("euler_ancestral", 1, False),
+        ("dpmpp_2m_sde", 1, True),
+        ("dpmpp_3m_sde", 1, True),
+        ("heun", 2, False),
+        ("dpm_2", 2, False),
+        ("dpmpp_2s_ancestral", 2, False),
+        ("dpmpp_sde", 2, True),
+    ]
+    return [
+        kdiffusion_spec(kd, f"sample_{name}", calls, sde)
+        for name, calls, sde in names
+        if hasattr(kd, f"sample_{name}")
+    ]
+
+
+# -- quality ----------------------------------------------------------------------------------
+def sw2(x: Tensor, ref: Tensor) -> float:
+    """Sliced W2 with the same 256 projections for every call."""
+    g = torch.Generator().manual_seed(PROJ_SEED)
+    return float(sliced_wasserstein(x, ref, n_projections=N_PROJECTIONS, p=2, generator=g))
+
+
+def mode_error(x: Tensor, gm: GaussianMixture) -> float:
+    """``max_k |mean_i r_k(x_i) - w_k|`` with ``r_k`` the exact responsibilities."""
+    comps = MultivariateNormal(gm.component_means, covariance_matrix=gm.component_covs)
+    logp = comps.log_prob(x.double()[:, None, :]) + gm.weights.log()
+    return float((torch.softmax(logp, -1).mean(0) - gm.weights).abs().max())
+
+
+@dataclass(frozen=True)
+class Cell:
+    sw: float
+    mode: float
+    nfe: int  # denoiser calls per sample, counted
+    seconds: float
+
+
+@dataclass
+class Reference:
+    samples: Tensor
+    floor_sw: list[float] = field(default_factory=list)
+    floor_mode: list[float] = field(default_factory=list)
+
+    @property
+    def tolerance(self) -> float:
+        """Two standard deviations of the floor's SW: differences below it are noise."""
+        return 2 * statistics.stdev(self.floor_sw)
+
+
+def reference(gm: GaussianMixture, n: int) -> Reference:
+    ref = Reference(gm.sample(n, generator=torch.Generator().manual_seed(REF_SEED)))
+    for seed in FLOOR_SEEDS:
+        x = gm.sample(n, generator=torch.Generator().manual_seed(seed))
+        ref.floor_sw.append(sw2(x, ref.samples))
+        ref.floor_mode.append(mode_error(x, gm))
+    return ref
+
+
+def measure(spec: Spec, gm: GaussianMixture, ref: Reference, n: int, nfe: int) -> Cell:
+    model = ExactDenoiser(gm)
+    start = time.perf_counter()
+    try:
+        x = spec.run(model, n, nfe)
+    except Exception as err:  # a peer's failure is a result, not a crash
+        print(f"    {spec.label} at NFE {nfe} failed: {type(err).__name__}: {err}")
+        return Cell(math.nan, math.nan, model.calls, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    if not torch.isfinite(x).all():
+        return Cell(math.nan, math.nan, model.calls, seconds)
+    return Cell(sw2(x, ref.samples), mode_error(x, gm), model.calls, seconds)
+
+
+Table = dict[str, dict[int, Cell]]  # label -> requested NFE -> result
+
+
+def run_target(target: Target, ref: Reference, specs: list[Spec], nfes: tuple[int, ...]) -> Table:
+    n, table = ref.samples.shape[0], {}
+    for spec in specs:
+        table[spec.label] = {nfe: measure(spec, target.gm, ref, n, nfe) for nfe in nfes}
+        cells = table[spec.label].values()
+        shown = "  ".join(f"{c.sw:.4f}({c.nfe})" for c in cells)
+        print(f"  {spec.label:<46} {shown}  [{sum(c.seconds for c in cells):.1f} s]")
+    return table
+
+
+def rk45_rows(target: Target, ref: Reference) -> list[tuple[float, Cell]]:
+    """scorelab's adaptive rk45 (edm) at a few tolerances: its NFE is an outcome."""
+    n, rows = ref.samples.shape[0], []
+    for tol in RK45_TOLS:
+        spec = scorelab_spec("rk45", "edm", rtol=tol, atol=tol)
+        rows.append((tol, measure(spec, target.gm, ref, n, nfe=2)))
+        print(f"  rk45 tol {tol:g}: SW {rows[-1][1].sw:.4f}, NFE {rows[-1][1].nfe}")
+    return rows
+
+
+# -- overhead ------------------------------------------------------------------------------------
+class Probe:
+    """``gm.denoise`` as the sampler calls it, timed, and paired with one call on the same ``x``
+    with the shared sigma as a scalar, timed too (pairing keeps load drift on a shared machine
+    out of the ratio; the order alternates so that warm caches favour neither). The paired
+    calls' time is taken out of the sampler's wall time."""
+
+    def __init__(self, gm: GaussianMixture):
+        self.gm, self.calls, self.as_called, self.scalar = gm, 0, 0.0, 0.0
+
+    def _timed(self, x: Tensor, sigma: Tensor) -> tuple[Tensor, float]:
+        start = time.perf_counter()
+        out = self.gm.denoise(x, sigma)
+        return out, time.perf_counter() - start
+
+    def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
+        self.calls += 1
+        if self.calls % 2:
+            out, t_called = self._timed(x, sigma)
+            t_scalar = self._timed(x, sigma.reshape(-1)[0])[1]
+        else:
+            t_scalar = self._timed(x, sigma.reshape(-1)[0])[1]
+            out, t_called = self._timed(x, sigma)
+        self.as_called += t_called
+        self.scalar += t_scalar
+        return out
+
+
+@dataclass(frozen=True)
+class Overhead:
+    sampler: str
+    nfe: int
+    sampler_s: float  # diffusion.sample's wall time less the paired scalar calls
+    as_called_s: float  # its denoiser calls, sigma of shape [batch] as samplers pass it
+    scalar_s: float  # the same calls with a scalar sigma
+
+    @property
+    def ratio(self) -> float:
+        """Wall time / (NFE x one scalar-sigma denoiser call): the headline number."""
+        return self.sampler_s / self.scalar_s
+
+    @property
+    def ratio_as_called(self) -> float:
+        """Wall time / time in the denoiser calls as made: the sampler's own share."""
+        return self.sampler_s / self.as_called_s
+
+
+def overhead_once(gm: GaussianMixture, sampler: str, n: int, nfe: int) -> Overhead:
+    probe, g = Probe(gm), torch.Generator().manual_seed(SEED)
+    res = diffusion.sample(
+        probe,
+        n,
+        sampler=sampler,
+        nfe=nfe,
+        process="edm",
+        shape=(gm.dim,),
+        generator=g,
+        batch_size=n,
+        progress=False,
+    )
+    return Overhead(sampler, res.nfe, res.wall_time - probe.scalar, probe.as_called, probe.scalar)
+
+
+def overhead(gm: GaussianMixture, n: int, nfe: int, repeats: int) -> list[list[Overhead]]:
+    """``repeats`` interleaved measurements per sampler."""
+    runs: list[list[Overhead]] = [[] for _ in OVERHEAD_SAMPLERS]
+    for _ in range(repeats):
+        for i, sampler in enumerate(OVERHEAD_SAMPLERS):
+            runs[i].append(overhead_once(gm, sampler, n, nfe))
+    for rows in runs:
+        ratio = statistics.median(o.ratio for o in rows)
+        print(f"  overhead {rows[0].sampler}: {ratio:.3f} (vs a scalar-sigma call)")
+    return runs
+
+
+# -- report ----------------------------------------------------------------------------------
+def cell_text(cell: Cell, nfe: int, value: float) -> str:
+    if not math.isfinite(value):
+        return "diverged" if cell.nfe else "failed"
+    text = f"{value:.3g}" if value >= 1e-3 else f"{value:.1e}"
+    return text if cell.nfe == nfe else f"{text} ({cell.nfe})"
+
+
+def best(table: Table, nfe: int, ours: bool) -> tuple[str, Cell]:
+    rows = [
+        (label, cells[nfe])
+        for label, cells in table.items()
+        if label.startswith("scorelab" if ours else PEERS) and math.isfinite(cells[nfe].sw)
+    ]
+    return min(rows, key=lambda row: row[1].sw, default=("none", Cell(math.nan, math.nan, 0, 0)))
+
+
+def quality_table(table: Table, ref: Reference, nfes: tuple[int, ...], metric: str) -> list[str]:
+    floor = ref.floor_sw if metric == "sw" else ref.floor_mode
+    head = "| library / sampler (process) | " + " | ".join(f"NFE {k}" for k in nfes) + " |"
+    lines = [head, "|---|" + "---:|" * len(nfes)]
+    mean, sd = statistics.mean(floor), statistics.stdev(floor)
+    lines.append(
+        f"| *exact vs exact (floor, mean ± sd of {len(floor)})* | "
+        + " | ".join(f"*{mean:.3g} ± {sd:.1g}*" for _ in nfes)
+        + " |"
+    )
+    winners = {k: {best(table, k, True)[0], best(table, k, False)[0]} for k in nfes}
+    for label, cells in table.items():
+        texts = []
+        for k in nfes:
+            text = cell_text(cells[k], k, getattr(cells[k], metric))
+            texts.append(f"**{text}**" if metric == "sw" and label in winners[k] else text)
+        lines.append(f"| {label} | " + " | ".join(texts) + " |")
+    return lines
+
+
+def verdicts(table: Table, ref: Reference, nfes: tuple[int, ...]) -> list[str]:
+    tol, lines = ref.tolerance, []
+    for k in nfes:
+        (ol, oc), (pl, pc) = best(table, k, True), best(table, k, False)
+        if not math.isfinite(pc.sw):
+            lines.append(f"- NFE {k}: best of ours {ol} SW {oc.sw:.4g}; no peer result.")
+            continue
+        if oc.sw <= pc.sw:
+            word = "**better**"
+        elif oc.sw <= pc.sw + tol:
+            word = "**matches** (within the noise tolerance)"
+        else:
+            word = "**worse**"
+        lines.append(
+            f"- NFE {k}: best of ours {ol} SW {oc.sw:.4g} vs best peer {pl} SW "
+            f"{pc.sw:.4g} (difference {oc.sw - pc.sw:+.2g}, tolerance {tol:.2g}): "
+            f"ours is {word}."
+        )
+    return lines
+
+
+DIAGNOSTIC_LABEL = f"{DIAGNOSTIC} dpmpp_2m ({DIAGNOSTIC_TAG})"
+SAME_ALGORITHM = (  # (ours, peer): one algorithm on the same (or nearly the same) noise levels
+    ("scorelab euler (edm)", "k-diffusion euler"),
+    ("scorelab heun (edm)", "k-diffusion heun"),
+    ("scorelab dpmpp_2m (edm)", "k-diffusion dpmpp_2m"),
+    ("scorelab ddim (ddpm)", "diffusers Euler"),
+    (DIAGNOSTIC_LABEL, "diffusers DPM-Solver++(2M)"),
+)
+
+
+def same_algorithm_lines(table: Table, nfes: tuple[int, ...]) -> list[str]:
+    """Cross-checks: where two libraries run one algorithm, their SW should agree."""
+    lines = []
+    for ours, peer in SAME_ALGORITHM:
+        if ours in table and peer in table:
+            gaps = [abs(table[ours][k].sw - table[peer][k].sw) for k in nfes]
+            shown = ", ".join(f"{table[ours][k].sw:.4g} vs {table[peer][k].sw:.4g}" for k in nfes)
+            lines.append(f"- {ours} vs {peer}: max SW gap {max(gaps):.2g} ({shown}).")
+    return lines
+
+
+def rk45_lines(rows: list[tuple[float, Cell]]) -> list[str]:
+    lines = ["| rtol = atol | NFE (counted) | SW | mode-weight error |", "|---:|---:|---:|---:|"]
+    for tol, c in rows:
+        lines.append(
+            f"| {tol:g} | {c.nfe} | {cell_text(c, c.nfe, c.sw)} | {cell_text(c, c.nfe, c.mode)} |"
+        )
+    return lines
+
+
+def overhead_lines(runs: list[list[Overhead]], n: int) -> list[str]:
+    lines = [
+        "| sampler | NFE | sampler wall s | in denoiser calls as made s | same calls, scalar "
+        "sigma s | **ratio** (vs scalar-sigma calls) | ratio vs calls as made |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for rows in runs:
+        med = {
+            key: statistics.median(getattr(o, key) for o in rows)
+            for key in ("sampler_s", "as_called_s", "scalar_s", "ratio", "ratio_as_called")
+        }
+        lines.append(
+            f"| {rows[0].sampler} | {rows[0].nfe} | {med['sampler_s']:.2f} | "
+            f"{med['as_called_s']:.2f} | {med['scalar_s']:.2f} | **{med['ratio']:.3f}** | "
+            f"{med['ratio_as_called']:.3f} |"
+        )
+    lines.append(
+        f"\nBatch {n:,}, NFE 20, {len(runs[0])} interleaved repeats, medians; aim <= "
+        f"{OVERHEAD_AIM}."
+    )
+    return lines
+
+
+@dataclass
+class Results:
+    n: int
+    nfes: tuple[int, ...]
+    targets: list[Target]
+    refs: dict[str, Reference]
+    tables: dict[str, Table]
+    rk45: dict[str, list[tuple[float, Cell]]]
+    overhead: list[list[Overhead]]
+    overhead_n: int
+    meta: dict[str, str]
+
+
+def header(res: Results) -> list[str]:
+    m = res.meta
+    return [
+        "# Diffusion samplers on exact-score Gaussian mixtures: scorelab vs diffusers and "
+        "k-diffusion",
+        "",
+        f"Generated by `python benchmarks/samplers.py{m['args']}` on {m['date']} "
+        f"({m['minutes']} min).",
+        "",
+        f"- Machine: {m['machine']}; torch threads {m['threads']}; load average at start "
+        f"{m['load']} (the machine was shared with other jobs: timings are noisy).",
+        f"- Versions: {m['versions']}.",
+        f"- {res.n:,} samples per run, float32, seed {SEED} for every sampler.",
+    ]
+
+
+METHOD = """## Method
+
+- **Model.** Every library gets the same model, scorelab's exact posterior-mean denoiser
+  `GaussianMixture.denoise(x, sigma)`, behind one counting wrapper: the NFE in the tables is the
+  number of denoiser calls each sampler really made per sample (shown in brackets where it
+  differs from the budget; a second-order method spends 2 calls a step, the last step 1, so
+  it runs `(NFE + 1) // 2` steps). The wrapper passes a per-sample sigma that holds one value
+  on as a scalar (same numbers, faster); it changes nothing else.
+- **scorelab.** `diffusion.sample(model, n, sampler=..., nfe=..., process=...)` with each
+  sampler on the process(es) that suit it: ODE solvers on `edm` (Karras, sigma 0.002..80,
+  rho 7), the ancestral/SDE samplers on their own process (`ddpm`: DDPM's linear schedule,
+  T = 1000, trailing spacing; `vp`; `ve`) and on `edm`. `ddim` with eta = 0 on `edm` is Euler
+  exactly, so it runs on `ddpm` only. `pc` is one Langevin corrector + one predictor a level.
+  `rk45` (adaptive) has its own table: its NFE is an outcome of the tolerance. The row
+  "diagnostic: scorelab dpmpp_2m (ddpm, diffusers' linspace levels)" is not a shipped
+  configuration and takes no part in the verdict: it runs scorelab's `dpmpp_2m` on a process
+  defined in this benchmark (`LinspaceDDPM`) with the noise levels diffusers'
+  DPM-Solver++ uses by default, to tell a solver difference from a schedule difference.
+- **diffusers.** Schedulers with `num_train_timesteps=1000`, linear betas 1e-4..0.02,
+  `prediction_type="epsilon"`, `clip_sample=False` (DDPM, DDIM), defaults otherwise
+  (timestep spacing "leading" for DDPM/DDIM, "linspace" for the rest; DPM-Solver++ is
+  order 2 multistep with lower-order final steps; UniPC bh2 order 2), plus Karras-sigma
+  variants of Euler and DPM-Solver++. Loop: `set_timesteps(steps)`, then for each timestep
+  `eps = model(scale_model_input(x, t))`, `x = step(eps, t, x).prev_sample`. The
+  epsilon model comes from the denoiser by the sigma-space conversion: with
+  `sigma = sqrt((1 - ab) / ab)`, `x_t = sqrt(ab) (x0 + sigma eps)`, so
+  `y = x_t sqrt(1 + sigma^2)` and `eps(x_t, t) = (y - D(y, sigma)) / sigma`. The sigma of a
+  call is the scheduler's own `sigmas[i]` where it keeps one (Euler, Heun, DPM-Solver++,
+  UniPC), else `sqrt((1 - ab_t) / ab_t)` at the integer timestep (DDPM, DDIM), so even
+  fractional timesteps get the exact noise level.
+- **k-diffusion.** `k_diffusion/sampling.py` loaded on its own (the package `__init__`
+  imports torchvision, which has no CPU build here; the one helper it takes from `utils`,
+  `append_dims`, is stubbed by a copy, see `benchmarks/_peers.py`). The model is the
+  denoiser itself on `get_sigmas_karras(steps, 0.002, 80)`, the same schedule as scorelab's
+  `edm`; its noise comes from the global torch generator, seeded. The SDE samplers
+  (`dpmpp_sde`, `dpmpp_2m_sde`, `dpmpp_3m_sde`) get a `noise_sampler` that draws exact
+  Brownian increments along their downward sweep (`MonotoneBrownian`, same law as the
+  default torchsde `BrownianTreeNoiseSampler`, which took over 4 minutes a row in 64-D).
+- **Quality.** Sliced Wasserstein-2 (`scorelab.metrics.sliced_wasserstein`, 256 projections,
+  projection seed fixed, the same for all) between the generated samples and one fixed set
+  of exact samples `gm.sample` of the same size; the floor row is 10 further independent exact
+  sets against that reference (mean ± sd). Mode-weight error: `max_k |mean_i r_k(x_i) - w_k|`
+  with `r_k` the exact responsibilities under the mixture (soft assignment; its floor is the
+  multinomial noise of exact samples). Bold: the best of ours and the best peer per column.
+- **Verdict.** "Matches" means the best of ours is within two standard deviations of the
+  floor's SW of the best peer (differences below that are sampling noise of one seed). All
+  samplers start from the same prior noise, so deterministic samplers that converge land on
+  nearly the same samples and share one draw of the floor's noise; in 2-D the SW2 floor is
+  dominated by how many exact samples fall in each mode, hence its large spread.
+"""
+
+
+OVERHEAD_TEXT = """`diffusion.sample(gm, n, sampler=..., nfe=20, process="edm")` end to end, the
+model being `gm.denoise` behind a probe that times each call as the sampler makes it (sigma of shape
+`[batch]`) and, right after it, the same call with the shared sigma as a scalar, which is
+"one denoiser call" in the ratio; the probe's extra calls are taken out of the wall time.
+Pairing the calls keeps the ratio honest on a shared machine, where separate timings drift by
+a factor of several. Last column: the same wall time against the calls as made, i.e. what
+the sampler adds on top of its own denoiser calls."""
+
+
+def target_section(res: Results, target: Target) -> list[str]:
+    table, ref = res.tables[target.name], res.refs[target.name]
+    return [
+        f"## {target.name}: {target.description}",
+        "",
+        "### Sliced W2 to exact samples (lower is better)",
+        "",
+        *quality_table(table, ref, res.nfes, "sw"),
+        "",
+        "### Mode-weight error (lower is better)",
+        "",
+        *quality_table(table, ref, res.nfes, "mode"),
+        "",
+        "### Best of scorelab vs best peer, by SW",
+        "",
+        *verdicts(table, ref, res.nfes),
+        "",
+        "### Same algorithm in two libraries (SW at each NFE)",
+        "",
+        *same_algorithm_lines(table, res.nfes),
+        "",
+        "### scorelab rk45 (adaptive, edm)",
+        "",
+        *rk45_lines(res.rk45[target.name]),
+        "",
+    ]
+
+
+def report(res: Results) -> str:
+    lines = [*header(res), "", METHOD]
+    for target in res.targets:
+        lines += target_section(res, target)
+    lines += [
+        f"## Overhead ratio: scorelab sampler wall time / (NFE x one denoiser call), "
+        f"{res.targets[-1].name}",
+        "",
+        OVERHEAD_TEXT,
+        "",
+        *overhead_lines(res.overhead, res.overhead_n),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# -- main ------------------------------------------------------------------------------------
+def versions() -> str:
+    names = ("diffusers", "k-diffusion", "torchsde", "numpy", "scipy")
+    shown = ", ".join(f"{name} {version(name)}" for name in names)
+    return (
+        f"Python {platform.python_version()}, torch {torch.__version__}, scorelab "
+        f"{scorelab.__version__}, {shown}"
+    )
+
+
+def all_specs() -> list[Spec]:
+    return [
+        *scorelab_specs(),
+        *diffusers_specs(load_diffusers()),
+        *kdiffusion_specs(load_kdiffusion_sampling()),
+    ]
+
+
+def run_all(n: int, nfes: tuple[int, ...], overhead_n: int, repeats: int) -> Results:
+    specs, targets = all_specs(), [ring_2d(), mixture_64d()]
+    refs, tables, rk45 = {}, {}, {}
+    for target in targets:
+        print(f"{target.name} ({target.description}); SW (true NFE) at NFE {nfes}")
+        refs[target.name] = ref = reference(target.gm, n)
+        tables[target.name] = run_target(target, ref, specs, nfes)
+        rk45[target.name] = rk45_rows(target, ref)
+    print(f"overhead at batch {overhead_n:,}")
+    runs = overhead(targets[-1].gm, overhead_n, 20, repeats)
+    return Results(n, nfes, targets, refs, tables, rk45, runs, overhead_n, {})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2,000 samples, NFE 10/20, print")
+    parser.add_argument("--out", type=Path, help=f"report file (default: {RESULTS} unless --quick)")
+    args = parser.parse_args()
+    n, nfes, repeats = (2_000, (10, 20), 1) if args.quick else (10_000, (10, 20, 50, 100), 5)
+    start, load = time.perf_counter(), " ".join(f"{v:.1f}" for v in os.getloadavg())
+    res = run_all(n, nfes, overhead_n=n, repeats=repeats)
+    res.meta = {
+        "args": " --quick" if args.quick else "",
+        "date": datetime.date.today().isoformat(),
+        "minutes": f"{(time.perf_counter() - start) / 60:.1f}",
+        "machine": machine(),
+        "threads": str(torch.get_num_threads()),
+        "load": load,
+        "versions": versions(),
+    }
+    text = report(res)
+    out = args.out or (None if args.quick else RESULTS)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+        print(f"wrote {out}")
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
