@@ -56,3 +56,17 @@ def test_sigkill_during_training_and_checkpointing_then_resume(tmp_path):
     assert json.loads((run / "checkpoints" / "latest.json").read_text())["checkpoint"] == (
         f"step-{target:08d}"
     )
+
+
+def test_sigint_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    run = tmp_path / "run"
+    proc = _start(["train", "--data", "moons", "--n", "500", "--steps", "100000", "--batch-size",
+                   "32", "--checkpoint-every", "100000", "--out", str(run)])  # fmt: skip
+    deadline = time.time() + 120
+    while not (run / "log.csv").exists() and time.time() < deadline:  # training has started
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130, proc.stderr.read().decode()
+    _, meta, skipped = load_checkpoint(run)  # saved on the way out, not by the schedule
+    assert meta["step"] >= 1 and not skipped
