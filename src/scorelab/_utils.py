@@ -83,6 +83,11 @@ def append_dims(t: Tensor, ndim: int) -> Tensor:
 LOG_2PI = math.log(2 * math.pi)
 
 
+def _draw(fn, shape, generator, dtype, device) -> Tensor:
+    gen_device = generator.device if generator is not None else device
+    return fn(shape, generator=generator, dtype=dtype, device=gen_device).to(device)
+
+
 def randn(
     shape: tuple[int, ...],
     generator: torch.Generator | None,
@@ -90,8 +95,7 @@ def randn(
     device: torch.device | str | None = None,
 ) -> Tensor:
     """Standard normal draws from ``generator`` (on its own device), moved to ``device``."""
-    gen_device = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, dtype=dtype, device=gen_device).to(device)
+    return _draw(torch.randn, shape, generator, dtype, device)
 
 
 def rand(
@@ -101,5 +105,4 @@ def rand(
     device: torch.device | str | None = None,
 ) -> Tensor:
     """Uniform [0, 1) draws from ``generator`` (on its own device), moved to ``device``."""
-    gen_device = generator.device if generator is not None else device
-    return torch.rand(shape, generator=generator, dtype=dtype, device=gen_device).to(device)
+    return _draw(torch.rand, shape, generator, dtype, device)

@@ -64,6 +64,15 @@ def _ancestral_step(x, denoised, sigma, sigma_next, eta, generator):
     return x_next + c * _noise(x, generator) if eta > 0 and sigma_next > 0 else x_next
 
 
+def _reverse_sde_step(x, denoised, sigma, sigma_next, generator):
+    """One Euler-Maruyama step of the reverse VE SDE from ``sigma`` to ``sigma_next``:
+    ``x + (sigma^2 - sigma_next^2) s + sqrt(sigma^2 - sigma_next^2) z``; to 0 it is ``D``."""
+    if sigma_next == 0:
+        return denoised
+    dvar = sigma**2 - sigma_next**2
+    return x + dvar * (denoised - x) / sigma**2 + torch.sqrt(dvar) * _noise(x, generator)
+
+
 # -- Langevin ------------------------------------------------------------------------------
 @torch.no_grad()
 def langevin(denoiser, x, sigmas, *, generator=None, callback=None, steps=100,
@@ -136,11 +145,7 @@ def euler_maruyama(denoiser, x, sigmas, *, generator=None, callback=None):
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         denoised = _denoise(denoiser, x, sigma)
-        if sigma_next == 0:
-            x = denoised
-        else:
-            dvar = sigma**2 - sigma_next**2
-            x = x + dvar * (denoised - x) / sigma**2 + torch.sqrt(dvar) * _noise(x, generator)
+        x = _reverse_sde_step(x, denoised, sigma, sigma_next, generator)
         _finish(x, i, sigma, sigma_next, denoised, callback, "euler_maruyama")
     return x
 
@@ -159,11 +164,7 @@ def predictor_corrector(denoiser, x, sigmas, *, generator=None, callback=None, s
             h = 2 * (snr * _norm(z).mean() / _norm(score).mean().clamp_min(1e-30)) ** 2
             x = x + h * score + torch.sqrt(2 * h) * z
         denoised = _denoise(denoiser, x, sigma)  # predictor
-        if sigma_next == 0:
-            x = denoised
-        else:
-            dvar = sigma**2 - sigma_next**2
-            x = x + dvar * (denoised - x) / sigma**2 + torch.sqrt(dvar) * _noise(x, generator)
+        x = _reverse_sde_step(x, denoised, sigma, sigma_next, generator)
         _finish(x, i, sigma, sigma_next, denoised, callback, "pc")
     return x
 
