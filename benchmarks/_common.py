@@ -79,3 +79,13 @@ def fmt(value: float) -> str:
     if not math.isfinite(value):
         return "-"
     return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
+
+
+def emit(text: str, out: Path | None) -> None:
+    """Print the report, or write it to ``out`` (creating its folder)."""
+    if out is None:
+        print(text)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out}")

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import CompileClock, fmt, import_peer, machine, torch_threads, versions
+from _common import CompileClock, emit, fmt, import_peer, machine, torch_threads, versions
 from torch import Tensor
 
 import scorelab
@@ -761,12 +761,7 @@ def main() -> None:
         "threads": threads,
     }
     text = report(rows, peers, steps, meta)
-    if out is None:
-        print(text)
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
-        print(f"wrote {out}")
+    emit(text, out)
 
 
 if __name__ == "__main__":

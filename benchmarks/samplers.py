@@ -37,7 +37,7 @@ from types import ModuleType
 from typing import Any
 
 import torch
-from _common import machine
+from _common import emit, machine
 from _peers import load_diffusers, load_kdiffusion_sampling, version
 from torch import Tensor
 from torch.distributions import MultivariateNormal
@@ -768,12 +768,7 @@ def main() -> None:
     }
     text = report(res)
     out = args.out or (None if args.quick else RESULTS)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
-        print(f"wrote {out}")
-    else:
-        print(text)
+    emit(text + "\n" if out is not None else text, out)
 
 
 if __name__ == "__main__":

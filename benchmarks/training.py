@@ -36,7 +36,7 @@ from types import ModuleType
 from typing import Any
 
 import torch
-from _common import fmt, machine, torch_threads, versions
+from _common import emit, fmt, machine, torch_threads, versions
 from _peers import load_diffusers
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -715,12 +715,7 @@ def main() -> None:
     }
     print(f"load average at end: {meta['load_end']:.2f}")
     text = report(rows, found, peers, meta) + "\n"
-    if out is None:
-        print(text)
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
-        print(f"wrote {out}")
+    emit(text, out)
 
 
 if __name__ == "__main__":
