@@ -69,7 +69,7 @@ def mcmc_check(folder: Path, seed: int, quick: bool) -> list[str]:
     return lines
 
 
-def train_sample_evaluate(name: str, cfg: TrainConfig, n: int, folder: Path) -> tuple[list, dict]:
+def train_sample_evaluate(name: str, cfg: TrainConfig, n: int) -> tuple[list, dict]:
     """Train ``cfg``, sample ``n`` with Heun (35 NFE), and compare with held-out data."""
     t0 = time.perf_counter()
     res = train(cfg)
@@ -107,13 +107,13 @@ def run(args: argparse.Namespace) -> int:
     moons_cfg = TrainConfig(data="moons", n=10_000, steps=60 if q else 1500, batch_size=256,
                             seed=args.seed, out=str(folder / "moons"),
                             net_kwargs={"hidden": 128, "depth": 3, "emb_dim": 64})  # fmt: skip
-    text, moons = train_sample_evaluate("moons", moons_cfg, 2000, folder)
+    text, moons = train_sample_evaluate("moons", moons_cfg, 2000)
     report("== 2. two moons (MLP, EDM)", *text, "")
 
     digits_cfg = TrainConfig(data="digits", net="unet", steps=30 if q else 1500, batch_size=64,
                              lr=1e-3, seed=args.seed, out=str(folder / "digits"),
                              net_kwargs={"base_channels": 16, "num_res_blocks": 1})  # fmt: skip
-    text, digits = train_sample_evaluate("digits", digits_cfg, 400, folder)
+    text, digits = train_sample_evaluate("digits", digits_cfg, 400)
     report("== 3. digits (U-Net, EDM)", *text)
     rows = tweedie_psnr(digits["result"].model, digits["held"].x, [0.2, 0.5], args.seed, 2.0)
     for sigma, (_, _, p_noisy, p_den) in zip([0.2, 0.5], rows, strict=True):

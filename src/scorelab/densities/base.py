@@ -56,11 +56,7 @@ class Density:
     def _value_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if type(self)._score is not Density._score:  # closed-form score
             return self._log_prob(x), self._score(x)
-        with torch.enable_grad():  # score by autograd: log p comes from the same pass
-            xg = x.detach().requires_grad_(True)
-            lp = self._log_prob(xg)
-            (grad,) = torch.autograd.grad(lp.sum(), xg)
-        return lp.detach(), grad
+        return autograd_value_and_score(self._log_prob, x)  # log p from the same pass
 
     def _sample(
         self, n: int, generator: torch.Generator | None, dtype: torch.dtype, device: torch.device
@@ -80,13 +76,20 @@ def value_and_score(density: Density, x: Tensor) -> tuple[Tensor, Tensor]:
     return density._value_and_score(x)
 
 
-def autograd_score(log_prob: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """``grad_x log_prob(x)`` by automatic differentiation, for a batch of independent points."""
+def autograd_value_and_score(
+    log_prob: Callable[[Tensor], Tensor], x: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``(log_prob(x), grad_x log_prob(x))`` by one autograd pass over independent points."""
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
         lp = log_prob(xg)
         (grad,) = torch.autograd.grad(lp.sum(), xg)
-    return grad
+    return lp.detach(), grad
+
+
+def autograd_score(log_prob: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``grad_x log_prob(x)`` by automatic differentiation, for a batch of independent points."""
+    return autograd_value_and_score(log_prob, x)[1]
 
 
 class FunctionDensity(Density):

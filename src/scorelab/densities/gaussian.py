@@ -179,13 +179,15 @@ class _GaussianFamily(Density):
                 s = flat[:1]  # one shared sigma: broadcast [1, K, d] variances, not [B, K, d]
         return x.reshape(-1, self.dim), s.reshape(-1, 1) ** 2
 
-    def smoothed_log_prob(self, x: Tensor, sigma: float | Tensor) -> Tensor:
-        """``log p_sigma(x)`` of ``X + sigma N``; ``sigma`` scalar or one per point."""
+    def smoothed_log_prob(self, x: Tensor, sigma: float | Tensor | None) -> Tensor:
+        """``log p_sigma(x)`` of ``X + sigma N``; ``sigma`` scalar, one per point, or ``None``
+        (no smoothing: ``log p(x)``)."""
         xf, s2 = self._flat(x, sigma)
         return torch.logsumexp(self._components(xf, s2)[0], -1).reshape(x.shape[:-1])
 
-    def smoothed_score(self, x: Tensor, sigma: float | Tensor) -> Tensor:
-        """``grad log p_sigma(x) = -sum_k r_k (C_k + sigma^2 I)^{-1} (x - mu_k)``."""
+    def smoothed_score(self, x: Tensor, sigma: float | Tensor | None) -> Tensor:
+        """``grad log p_sigma(x) = -sum_k r_k (C_k + sigma^2 I)^{-1} (x - mu_k)`` (``None``:
+        the unsmoothed score)."""
         xf, s2 = self._flat(x, sigma)
         return self._score_flat(xf, s2).reshape(x.shape)
 
@@ -233,12 +235,10 @@ class _GaussianFamily(Density):
         return lp.reshape(x.shape[:-1]), score.reshape(x.shape)
 
     def _log_prob(self, x: Tensor) -> Tensor:
-        xf, s2 = self._flat(x, None)
-        return torch.logsumexp(self._components(xf, s2)[0], -1).reshape(x.shape[:-1])
+        return self.smoothed_log_prob(x, None)
 
     def _score(self, x: Tensor) -> Tensor:
-        xf, s2 = self._flat(x, None)
-        return self._score_flat(xf, s2).reshape(x.shape)
+        return self.smoothed_score(x, None)
 
     def _sample(
         self, n: int, generator: torch.Generator | None, dtype: torch.dtype, device: torch.device

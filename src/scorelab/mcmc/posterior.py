@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from scorelab._utils import check_finite
-from scorelab.densities.base import Density
+from scorelab.densities.base import Density, autograd_score
 
 
 class Posterior(Density):
@@ -59,7 +59,5 @@ class Posterior(Density):
         gen_dev = generator.device if generator is not None else "cpu"
         idx = torch.randint(n, (chains, self.batch_size), generator=generator, device=gen_dev)
         batch = self.data[idx.to(self.data.device)]  # [chains, B, ...]
-        with torch.enable_grad():
-            xg = x.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(self._terms(xg, batch, n / self.batch_size).sum(), xg)
-        return grad
+        scale = n / self.batch_size
+        return autograd_score(lambda theta: self._terms(theta, batch, scale), x)

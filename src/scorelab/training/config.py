@@ -43,7 +43,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            _check_type(f.name, getattr(self, f.name), f.type)
+            _check_type(f.name, getattr(self, f.name))
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"config key {name!r} must be >= 1; got {getattr(self, name)}")
@@ -79,7 +79,7 @@ class TrainConfig:
 _HINTS: dict[str, Any] = {}
 
 
-def _check_type(name: str, value: Any, annotation: Any) -> None:
+def _check_type(name: str, value: Any) -> None:
     """Raise if ``value`` does not match the field's annotation (ints accepted for floats)."""
     if not _HINTS:
         _HINTS.update(typing.get_type_hints(TrainConfig))
