@@ -15,6 +15,7 @@ FLAGS = {
     "data": str, "n": int, "objective": str, "net": str, "parameterization": str,
     "steps": int, "batch_size": int, "lr": float, "seed": int, "out": str, "device": str,
     "ema_decay": float, "warmup_steps": int, "grad_clip": float, "checkpoint_every": int,
+    "model": str, "conditional": bool, "label_dropout": float, "precision": str, "compile": bool,
 }  # fmt: skip
 
 
@@ -47,6 +48,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup-steps", dest="warmup_steps", type=int)
     p.add_argument("--grad-clip", dest="grad_clip", type=float)
     p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
+    p.add_argument("--model", choices=["score", "vae", "gan", "dae"],
+                   help="score (default), or a baseline family for comparison")  # fmt: skip
+    p.add_argument("--conditional", action="store_true", default=None,
+                   help="learn class-conditional and unconditional scores in one net")  # fmt: skip
+    p.add_argument("--label-dropout", dest="label_dropout", type=float,
+                   help="share of labels dropped to 'no label' (default 0.1)")  # fmt: skip
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+                   help="autocast precision (default fp32)")  # fmt: skip
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     p.set_defaults(run=run)
 
 

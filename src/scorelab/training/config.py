@@ -23,6 +23,9 @@ class TrainConfig:
     data: str = "moons"  # a built-in data set (scorelab.data.DATASETS) or a path
     n: int | None = None  # number of examples (toy sets: fresh draws; files: the first n)
     data_kwargs: dict[str, Any] = field(default_factory=dict)  # loader options, e.g. size
+    model: str = "score"  # "score" (a denoiser), or a baseline: "vae", "gan", "dae"
+    conditional: bool = False  # learn p(x | label) and p(x) in one net (needs labelled data)
+    label_dropout: float = 0.1  # conditional: share of labels replaced by the "no label" token
     objective: str = "edm"  # a name from scorelab.diffusion.OBJECTIVES
     objective_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"sigma": 0.1}
     net: str = "mlp"  # "mlp" (vectors) or "unet" (images)
@@ -35,6 +38,8 @@ class TrainConfig:
     warmup_steps: int = 100  # linear learning-rate warm-up
     grad_clip: float = 1.0  # max global gradient norm (0: off)
     ema_decay: float = 0.999  # decay of the exponential moving average of the weights
+    precision: str = "fp32"  # "fp32", or autocast "bf16" / "fp16" (fp16 with loss scaling)
+    compile: bool = False  # torch.compile the model for training
     seed: int = 0  # seeds data draws, initialization and noise
     device: str = "auto"  # "auto" (cuda, mps, cpu), or a torch device string
     checkpoint_every: int = 1000  # steps between checkpoints (and one at the end)
@@ -47,6 +52,13 @@ class TrainConfig:
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"config key {name!r} must be >= 1; got {getattr(self, name)}")
+        if not 0 <= self.label_dropout < 1:
+            raise ValueError(f"config key 'label_dropout' must be in [0, 1): {self.label_dropout}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"config key 'precision' must be one of {', '.join(PRECISIONS)}; got "
+                f"{self.precision!r}"
+            )
         for name in ("lr", "ema_decay"):
             if not 0 < getattr(self, name) < (1 if name == "ema_decay" else float("inf")):
                 raise ValueError(f"config key {name!r} is out of range: {getattr(self, name)}")
@@ -76,6 +88,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")
 _HINTS: dict[str, Any] = {}
 
 
@@ -88,6 +101,8 @@ def _check_type(name: str, value: Any) -> None:
     for opt in options:
         origin = typing.get_origin(opt) or opt
         if opt is type(None) and value is None:
+            return
+        if origin is bool and isinstance(value, bool):
             return
         if origin is float and isinstance(value, int | float) and not isinstance(value, bool):
             return

@@ -57,6 +57,13 @@ def pick_device(name: str) -> torch.device:
 def build_model(cfg: TrainConfig, data: Dataset) -> Denoiser:
     """The network and parameterization of ``cfg``, sized for ``data``."""
     kwargs = dict(cfg.net_kwargs)
+    if cfg.conditional:
+        if data.labels is None:
+            raise ValueError(
+                f"conditional training needs labelled data; {data.name} has no labels (use a "
+                "labelled set such as digits, or an image folder with one sub-folder per class)"
+            )
+        kwargs.setdefault("num_classes", data.num_classes)
     if cfg.net == "mlp":
         kwargs.setdefault("dim", math.prod(data.event_shape))
     elif cfg.net == "unet":
@@ -183,12 +190,21 @@ class Trainer:
         """Linear warm-up to ``lr`` over ``warmup_steps``, then constant."""
         return self.cfg.lr * min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))
 
+    def drop_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Replace a ``label_dropout`` share of labels by the "no label" token (index
+        ``num_classes``), so one network learns both ``p(x | u)`` and ``p(x)`` (Ho & Salimans
+        2022, Algorithm 1)."""
+        if self.cfg.label_dropout == 0:
+            return labels
+        drop = torch.rand(labels.shape, generator=self.generator, device=labels.device)
+        return torch.where(drop < self.cfg.label_dropout, self.model.num_classes, labels)
+
     def train_step(self) -> tuple[float, float]:
         """One optimizer step on a minibatch drawn with replacement; returns (loss, grad norm)."""
         cfg = self.cfg
         idx = torch.randint(len(self.x), (cfg.batch_size,), generator=self.generator,
                             device=self.device)  # fmt: skip
-        cond = None if self.labels is None else self.labels[idx]
+        cond = None if self.labels is None else self.drop_labels(self.labels[idx])
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(self.step)
         self.opt.zero_grad(set_to_none=True)
