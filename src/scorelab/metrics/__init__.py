@@ -18,6 +18,7 @@ from scorelab.metrics.distances import (
     sliced_wasserstein,
 )
 from scorelab.metrics.divergences import js_divergence, kl_divergence
+from scorelab.metrics.evaluate import DESCRIPTIONS, evaluate
 from scorelab.metrics.features import (
     FeatureClassifier,
     PrecisionRecall,
@@ -29,11 +30,13 @@ from scorelab.metrics.features import (
 )
 
 __all__ = [
+    "DESCRIPTIONS",
     "FeatureClassifier",
     "PrecisionRecall",
     "class_accuracy",
     "classifier_confidence",
     "energy_distance",
+    "evaluate",
     "frechet_distance",
     "js_divergence",
     "kl_divergence",
