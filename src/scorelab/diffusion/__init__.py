@@ -8,7 +8,7 @@
 
 from scorelab.diffusion.api import SampleResult, as_denoiser, sample, steps_for_nfe
 from scorelab.diffusion.guidance import ClassifierFreeGuidance, Inpainter
-from scorelab.diffusion.likelihood import log_likelihood
+from scorelab.diffusion.likelihood import bits_per_dim, log_likelihood
 from scorelab.diffusion.objectives import (
     OBJECTIVES,
     ddpm_loss,
@@ -61,6 +61,7 @@ __all__ = [
     "SubVP",
     "annealed_langevin",
     "as_denoiser",
+    "bits_per_dim",
     "ddim",
     "ddpm",
     "ddpm_alphas_cumprod",
