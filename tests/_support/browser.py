@@ -8,6 +8,7 @@ broken images, which the tests detect through ``naturalWidth``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -59,4 +60,13 @@ def screenshot(path: Path, out: Path, size: str = "1200,1600") -> Path:
     """A PNG screenshot of the page."""
     _run([f"--screenshot={out}", f"--window-size={size}", path.resolve().as_uri()])
     assert out.exists() and out.stat().st_size > 1000, "chromium wrote no screenshot"
+    return out
+
+
+def images(dom: str) -> list[tuple[int, bool]]:
+    """``(natural width, broken?)`` of every ``<img>`` in a DOM from ``render_dom``."""
+    out = []
+    for tag in re.findall(r"<img\b[^>]*>", dom):
+        width = re.search(r'data-width="(\d+)"', tag)
+        out.append((int(width[1]) if width else 0, "data-broken" in tag))
     return out

@@ -12,7 +12,7 @@ import pytest
 import scorelab
 from scorelab.cli.main import build_parser, main
 
-SUBCOMMANDS = ["quickstart", "train", "sample", "denoise", "mcmc"]
+SUBCOMMANDS = ["quickstart", "train", "sample", "denoise", "mcmc", "eval", "report"]
 
 
 def test_version_and_module_entry_point():

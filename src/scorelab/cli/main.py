@@ -8,7 +8,15 @@ import sys
 import torch
 
 import scorelab
-from scorelab.cli import denoise_cmd, mcmc_cmd, quickstart, sample_cmd, train_cmd
+from scorelab.cli import (
+    denoise_cmd,
+    eval_cmd,
+    mcmc_cmd,
+    quickstart,
+    report_cmd,
+    sample_cmd,
+    train_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice)")  # fmt: skip
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in (quickstart, train_cmd, sample_cmd, denoise_cmd, mcmc_cmd):
+    for module in (quickstart, train_cmd, sample_cmd, denoise_cmd, mcmc_cmd, eval_cmd, report_cmd):
         module.add_parser(sub)
     return parser
 

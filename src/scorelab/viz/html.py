@@ -46,8 +46,9 @@ def esc(text: object) -> str:
     return html.escape(str(text))
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[object]], cls: str = "") -> str:
-    """An HTML table; numbers are right-aligned and floats shown to 4 significant digits."""
+def table(header: Sequence[str] | None, rows: Sequence[Sequence[object]], cls: str = "") -> str:
+    """An HTML table (no header row for ``header=None``); numbers are right-aligned and floats
+    shown to 4 significant digits."""
 
     def cell(v: object) -> str:
         if isinstance(v, float):
@@ -56,10 +57,11 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]], cls: str = ""
             return f'<td class="num">{v}</td>'
         return f"<td>{esc(v)}</td>"
 
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    head = "" if header is None else "".join(f"<th>{esc(h)}</th>" for h in header)
+    head = f"<thead><tr>{head}</tr></thead>" if head else ""
     body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
     attr = f' class="{esc(cls)}"' if cls else ""
-    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table{attr}>{head}<tbody>{body}</tbody></table>"
 
 
 def figure(source: Figure | bytes | str | Path, caption: str = "", alt: str = "") -> str:

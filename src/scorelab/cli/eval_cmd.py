@@ -1,0 +1,224 @@
+"""``scorelab eval``: sample-quality metrics of a sample file, or likelihoods of a trained run.
+
+``scorelab eval SAMPLES.npz [--reference DATA]`` compares samples written by ``scorelab sample``
+(or any ``.npy``/``.npz`` array in the data's units) with held-out data; ``scorelab eval RUN_DIR
+--nll test`` gives log-likelihoods and bits/dim of a trained score model. Both print a table and
+write JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scorelab.cli.common import fail, load_run_data
+from scorelab.data import TOY_NAMES, Dataset, Normalization, load
+from scorelab.diffusion import bits_per_dim, log_likelihood
+from scorelab.metrics import DESCRIPTIONS, FeatureClassifier, evaluate, train_classifier
+from scorelab.training import load_model, read_run_config
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="metrics of samples against data, or likelihoods of a trained run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("path", help="samples (.npz from scorelab sample, or .npy) or a run folder")
+    p.add_argument(
+        "--reference",
+        metavar="DATA",
+        help="held-out data: a built-in name (digits: its test split; toy sets: a "
+        "fresh draw) or a file; default the held-out part of the samples' run",
+    )
+    p.add_argument(
+        "--nll",
+        metavar="DATA",
+        help="with a run folder: log-likelihood of 'test' (held-out), 'train', or a "
+        "data set name/path, through the probability-flow ODE",
+    )
+    p.add_argument(
+        "-n",
+        type=int,
+        default=None,
+        help="examples for --nll (default 200) or reference rows (default all)",
+    )
+    p.add_argument(
+        "--hutchinson",
+        action="store_true",
+        help="--nll: Hutchinson divergence (default: exact up to 16 dimensions)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="output JSON (default beside the input)")
+    p.set_defaults(run=run)
+
+
+# -- shared with quickstart and report --------------------------------------------------------
+def reference_data(spec: str | None, record: dict | None, n: int | None, seed: int) -> Dataset:
+    """Held-out data in the run's model units: the run's held-out part by default, a built-in
+    set (digits: test split; toy: a fresh draw), or a file normalized as the run's data."""
+    norm = None if record is None else Normalization.from_dict(record["data"]["normalization"])
+    if spec is None:
+        if record is None:
+            raise ValueError("these samples carry no run record; pass --reference DATA")
+        held = load_run_data(record, heldout=True)
+    else:  # digits: the test split; a toy set: a fresh draw; a file: all of it
+        gen = torch.Generator().manual_seed(seed + 1)
+        kwargs = {"n": n or 10_000} if spec in TOY_NAMES else {}
+        held = load(spec, split="test", generator=gen, normalization=norm, **kwargs)
+    if n is not None and n < len(held):
+        held = Dataset(held.x[:n], None if held.labels is None else held.labels[:n],
+                       held.normalization, held.name, held.split, held.num_classes,
+                       held.class_names)  # fmt: skip
+    return held
+
+
+def feature_classifier(train: Dataset, seed: int) -> FeatureClassifier | None:
+    """A feature classifier trained on labelled image data (a few seconds on digits), else None."""
+    if train.labels is None or train.x.ndim != 4:
+        return None
+    return train_classifier(train.x, train.labels, num_classes=train.num_classes,
+                            generator=torch.Generator().manual_seed(seed))  # fmt: skip
+
+
+def sample_metrics(
+    samples: torch.Tensor,
+    held: Dataset,
+    train: Dataset | None,
+    seed: int,
+    requested_labels: torch.Tensor | None = None,
+) -> tuple[dict[str, float], dict[str, float] | None]:
+    """(metrics of the samples, the same metrics of training data as samples: the data floor)."""
+    clf = feature_classifier(train, seed) if train is not None else None
+    gen = torch.Generator().manual_seed(seed)
+    kw = {"train": None if train is None else train.x, "classifier": clf, "generator": gen}
+    metrics = evaluate(samples, held.x, requested_labels=requested_labels, **kw)
+    floor = None
+    if train is not None:
+        m = min(len(samples), len(train))
+        floor_x = train.x[torch.randperm(len(train), generator=gen)[:m]]
+        # held-out floor for memorization: fresh data at the same distance as held-out, by design
+        kw["generator"] = torch.Generator().manual_seed(seed)
+        floor = evaluate(floor_x, held.x, **kw)
+        floor.pop("memorization_ratio", None)
+    return metrics, floor
+
+
+def integer_bin_width(data: Dataset) -> float | None:
+    """Bin width in model units when the data's own values are integers (pixels), else None."""
+    raw = data.decode(data.x)
+    scale = data.normalization.scale
+    if len(set(scale)) != 1 or not torch.allclose(raw, raw.round(), atol=1e-4):
+        return None
+    return 1.0 / scale[0]
+
+
+def likelihood_table(model, data: Dataset, n: int, seed: int, hutchinson: bool) -> dict:
+    """Mean log-likelihood (nats per example) with its standard error over the ``n`` examples;
+    for integer-valued data (pixels) that of the uniformly dequantized data and the bits/dim
+    bound it gives (``bits_per_dim``), one ODE solve per example either way."""
+    x = data.x[:n].to(next(model.parameters()).device)
+    gen = torch.Generator().manual_seed(seed)
+    exact = False if hutchinson else None
+    d = x[0].numel()
+    out: dict[str, float | int | str] = {"data": f"{data.name} ({data.split})", "n": len(x)}
+    width = integer_bin_width(data)
+    if width is None:
+        ll = log_likelihood(model, x, exact=exact, generator=gen)
+    else:
+        bpd = bits_per_dim(model, x, width, exact=exact, generator=gen)
+        out["bits_per_dim"], out["bits_per_dim_se"] = _mean_se(bpd)
+        out["bin_width"] = width
+        ll = -bpd * d * math.log(2) - d * math.log(width)  # log p of the dequantized points
+    out["log_likelihood_nats"], out["log_likelihood_se"] = _mean_se(ll)
+    out["nats_per_dim"] = -out["log_likelihood_nats"] / d
+    return out
+
+
+def _mean_se(t: torch.Tensor) -> tuple[float, float]:
+    t = t.double()
+    return t.mean().item(), (t.std() / math.sqrt(len(t))).item() if len(t) > 1 else float("nan")
+
+
+def format_metrics(metrics: dict[str, float], floor: dict[str, float] | None) -> str:
+    """A plain-text table: metric, value, data floor, meaning."""
+    lines = [f"  {'metric':20s} {'samples':>10s} {'data floor':>11s}  meaning"]
+    for name, value in metrics.items():
+        fl = "" if floor is None or name not in floor else f"{floor[name]:11.4g}"
+        lines.append(f"  {name:20s} {value:10.4g} {fl:>11s}  {DESCRIPTIONS.get(name, '')}")
+    return "\n".join(lines)
+
+
+# -- the command --------------------------------------------------------------------------------
+def _read_samples(path: Path) -> tuple[torch.Tensor, dict | None, torch.Tensor | None]:
+    """(samples, run record or None, requested labels or None); samples in the run's model
+    units when a record is present, else as stored (data units)."""
+    try:
+        arrays = np.load(path)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read samples from {path}: {err}") from err
+    if isinstance(arrays, np.ndarray):
+        return torch.from_numpy(arrays).float(), None, None
+    record = None
+    if "record" in arrays:
+        provenance = json.loads(str(arrays["record"]))
+        run = provenance.get("run")
+        if run and Path(run, "config.json").exists():
+            record = read_run_config(run)
+    key = "model_units" if record is not None and "model_units" in arrays else "samples"
+    if key not in arrays:
+        raise ValueError(f"{path} holds no 'samples' array; pass a file from scorelab sample")
+    labels = torch.from_numpy(arrays["labels"]).long() if "labels" in arrays else None
+    return torch.from_numpy(arrays[key]).float(), record, labels
+
+
+def run(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    result: dict = {"input": str(path)}
+    try:
+        if path.is_dir():
+            if not args.nll:
+                fail("a run folder needs --nll DATA (test, train, or a data set); to judge "
+                     "samples, run scorelab sample first and pass the .npz")  # fmt: skip
+            model, record = load_model(path)
+            if args.nll == "test":
+                data = load_run_data(record, heldout=True)
+            elif args.nll == "train":
+                data = load_run_data(record)
+            else:
+                data = reference_data(args.nll, record, None, args.seed)
+            table = likelihood_table(model, data, args.n or 200, args.seed, args.hutchinson)
+            result["likelihood"] = table
+            print(f"likelihood of {table['n']} examples of {table['data']} (probability-flow ODE)")
+            what = "log p(x)" if "bits_per_dim" not in table else "log p(dequantized x)"
+            print(f"  {what}: {table['log_likelihood_nats']:.3f} +- "
+                  f"{table['log_likelihood_se']:.3f} nats per example "
+                  f"({table['nats_per_dim']:.4f} nats/dim)")  # fmt: skip
+            if "bits_per_dim" in table:
+                print(f"  bits/dim (dequantized bound): {table['bits_per_dim']:.4f} +- "
+                      f"{table['bits_per_dim_se']:.4f}")  # fmt: skip
+            out = Path(args.json) if args.json else path / "eval.json"
+        else:
+            samples, record, labels = _read_samples(path)
+            held = reference_data(args.reference, record, args.n, args.seed)
+            if record is None:  # samples in data units: compare in data units
+                held = Dataset(held.decode(held.x), held.labels, Normalization.identity(),
+                               held.name, held.split)  # fmt: skip
+            train = load_run_data(record) if record is not None else None
+            metrics, floor = sample_metrics(samples, held, train, args.seed, labels)
+            result.update(reference=f"{held.name} ({held.split}, {len(held)} examples)",
+                          n_samples=len(samples), metrics=metrics, floor=floor)  # fmt: skip
+            print(f"{len(samples)} samples against {result['reference']}")
+            print(format_metrics(metrics, floor))
+            out = Path(args.json) if args.json else path.with_suffix(".eval.json")
+    except ValueError as err:
+        fail(err)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"-> {out}")
+    return 0
