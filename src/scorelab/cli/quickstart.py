@@ -4,8 +4,10 @@
    moments in units of their Monte Carlo standard error.
 2. A 2-D toy set (two moons): train an MLP denoiser (EDM), sample with Heun, compare with
    held-out data by sliced Wasserstein, next to the data-vs-data floor.
-3. The bundled 8x8 digits: train a small U-Net, sample a grid, report sliced Wasserstein and
-   the memorization ratio against the test split, and Tweedie denoising PSNR.
+3. The bundled 8x8 digits: train a small U-Net, sample a grid, report sliced Wasserstein, the
+   Frechet distance of classifier features and the memorization ratio against the test split
+   (each next to the train-vs-test floor), bits/dim on train and test examples, and Tweedie
+   denoising PSNR.
 Each run folder it writes can be used with `scorelab sample` and `scorelab denoise`.
 """
 
@@ -21,8 +23,8 @@ from matplotlib.figure import Figure
 from scorelab import densities, mcmc
 from scorelab.cli.common import load_run_data, out_dir, to_unit_interval, write_run_record
 from scorelab.cli.denoise_cmd import tweedie_psnr
+from scorelab.cli.eval_cmd import likelihood_table, sample_metrics
 from scorelab.cli.sample_cmd import generate
-from scorelab.metrics import memorization_ratio, sliced_wasserstein
 from scorelab.training import TrainConfig, train
 from scorelab.viz import draw_grid, plot_samples_over_density, scatter_2d
 
@@ -70,26 +72,45 @@ def mcmc_check(folder: Path, seed: int, quick: bool) -> list[str]:
 
 
 def train_sample_evaluate(name: str, cfg: TrainConfig, n: int) -> tuple[list, dict]:
-    """Train ``cfg``, sample ``n`` with Heun (35 NFE), and compare with held-out data."""
+    """Train ``cfg``, sample ``n`` with Heun (35 NFE), and compare with held-out data, next to
+    the same metrics of training data (the data floor)."""
     t0 = time.perf_counter()
     res = train(cfg)
     t_train = time.perf_counter() - t0
     record = {"data": {"normalization": res.data.normalization.to_dict()}, "train": cfg.to_dict()}
     held = load_run_data(record, heldout=True)
     samples = generate(res.model, n, "heun", 35, "edm", cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    m = min(n, len(held), len(res.data))
-    sw = sliced_wasserstein(samples.samples[:m], held.x[:m], generator=gen).item()
-    gen = torch.Generator().manual_seed(cfg.seed)
-    floor = sliced_wasserstein(res.data.x[:m], held.x[:m], generator=gen).item()
-    memo = memorization_ratio(samples.samples, res.data.x, held.x).item()
+    metrics, floor = sample_metrics(samples.samples, held, res.data, cfg.seed)
     lines = [
         f"{name}: trained {cfg.steps} steps in {t_train:.0f} s; {n} samples, Heun "
         f"{samples.nfe} NFE in {samples.wall_time:.1f} s",
-        f"  sliced Wasserstein to held-out data {sw:.4f} (data-vs-data floor {floor:.4f})",
-        f"  memorization ratio {memo:.3f} (about 1: generalizes; far below 1: copies)",
+        f"  sliced Wasserstein to held-out data {metrics['sliced_wasserstein']:.4f} "
+        f"(data-vs-data floor {floor['sliced_wasserstein']:.4f})",
     ]
-    return lines, {"result": res, "samples": samples.samples, "held": held}
+    if "frechet_distance" in metrics:
+        lines.append(
+            f"  Frechet distance of classifier features {metrics['frechet_distance']:.2f} "
+            f"(train-vs-test floor {floor['frechet_distance']:.2f})"
+        )
+    lines.append(
+        f"  memorization ratio {metrics['memorization_ratio']:.3f} (about 1: generalizes; far "
+        "below 1: copies)"
+    )
+    return lines, {"result": res, "samples": samples.samples, "held": held, "metrics": metrics}
+
+
+def bits_per_dim_lines(model, train, held, n: int, seed: int) -> list[str]:
+    """Dequantized bits/dim on ``n`` training and ``n`` test examples (the gap is overfitting)."""
+    lines = []
+    for data in (train, held):
+        t0 = time.perf_counter()
+        tab = likelihood_table(model, data, n, seed, hutchinson=True)
+        lines.append(
+            f"  bits/dim on {tab['n']} {data.split} examples {tab['bits_per_dim']:.3f} +- "
+            f"{tab['bits_per_dim_se']:.3f} ({time.perf_counter() - t0:.0f} s; uniform over "
+            "17 levels would be 4.09)"
+        )
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
                              net_kwargs={"base_channels": 16, "num_res_blocks": 1})  # fmt: skip
     text, digits = train_sample_evaluate("digits", digits_cfg, 400)
     report("== 3. digits (U-Net, EDM)", *text)
+    model = digits["result"].model
+    report(*bits_per_dim_lines(model, digits["result"].data, digits["held"], 8 if q else 100,
+                               args.seed))  # fmt: skip
     rows = tweedie_psnr(digits["result"].model, digits["held"].x, [0.2, 0.5], args.seed, 2.0)
     for sigma, (_, _, p_noisy, p_den) in zip([0.2, 0.5], rows, strict=True):
         report(f"  Tweedie denoising at sigma {sigma}: PSNR {p_noisy:.2f} -> {p_den:.2f} dB")
