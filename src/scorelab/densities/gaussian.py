@@ -191,6 +191,14 @@ class _GaussianFamily(Density):
         xf, s2 = self._flat(x, sigma)
         return self._score_flat(xf, s2).reshape(x.shape)
 
+    def smoothed_class_log_prob(self, x: Tensor, sigma: float | Tensor | None) -> Tensor:
+        """``log P(k | X + sigma N = x)`` ``[..., K]``: the exact noise-conditional classifier
+        when the component index is the class, ``log w_k N(x; mu_k, C_k + sigma^2 I) -
+        log p_sigma(x)``."""
+        xf, s2 = self._flat(x, sigma)
+        logc = self._components(xf, s2)[0]
+        return torch.log_softmax(logc, -1).reshape(*x.shape[:-1], logc.shape[-1])
+
     def denoise(self, x: Tensor, sigma: float | Tensor, cond: Tensor | None = None) -> Tensor:
         """Exact posterior mean ``E[X | X + sigma N = x]`` (the ideal denoiser ``D(x, sigma)``).
 

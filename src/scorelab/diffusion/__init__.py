@@ -7,7 +7,12 @@
 """
 
 from scorelab.diffusion.api import SampleResult, as_denoiser, sample, steps_for_nfe
-from scorelab.diffusion.guidance import ClassifierFreeGuidance, Inpainter
+from scorelab.diffusion.guidance import (
+    INPAINT_METHODS,
+    ClassifierFreeGuidance,
+    ClassifierGuidance,
+    Inpainter,
+)
 from scorelab.diffusion.likelihood import bits_per_dim, log_likelihood
 from scorelab.diffusion.objectives import (
     OBJECTIVES,
@@ -49,12 +54,14 @@ from scorelab.diffusion.samplers import (
 __all__ = [
     "DDPM",
     "EDM",
+    "INPAINT_METHODS",
     "OBJECTIVES",
     "PROCESSES",
     "SAMPLERS",
     "VE",
     "VP",
     "ClassifierFreeGuidance",
+    "ClassifierGuidance",
     "Inpainter",
     "Process",
     "SampleResult",

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from scorelab.nets._common import num_parameters
+from scorelab.nets.classifier import NoisyClassifier, train_noisy_classifier
 from scorelab.nets.denoisers import (
     NETS,
     PARAMETERIZATIONS,
@@ -42,6 +43,7 @@ __all__ = [
     "EnergyDenoiser",
     "EpsDenoiser",
     "FourierEmbedding",
+    "NoisyClassifier",
     "PositionalEmbedding",
     "Preconditioning",
     "ScoreDenoiser",
@@ -49,4 +51,5 @@ __all__ = [
     "build",
     "from_config",
     "num_parameters",
+    "train_noisy_classifier",
 ]
