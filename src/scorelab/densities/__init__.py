@@ -17,7 +17,9 @@ from scorelab._utils import check_positive
 from scorelab.densities.base import (
     Density,
     FunctionDensity,
+    ScoreDensity,
     autograd_score,
+    from_denoiser,
     from_log_prob,
     value_and_score,
 )
@@ -87,9 +89,11 @@ __all__ = [
     "Gaussian",
     "GaussianMixture",
     "Laplace",
+    "ScoreDensity",
     "autograd_score",
     "denoised_from_score",
     "denoiser_from_score",
+    "from_denoiser",
     "from_log_prob",
     "make",
     "score_from_denoised",

@@ -123,3 +123,58 @@ def from_log_prob(fn: Callable[[Tensor], Tensor], dim: int, normalized: bool = F
     The normalizing constant is not needed: Langevin MCMC uses only the score.
     """
     return FunctionDensity(fn, dim, normalized)
+
+
+class ScoreDensity(Density):
+    """A target known only through its score ``x -> grad log p(x)`` (a learned model, say):
+    unadjusted Langevin (``"ula"`` with a fixed ``step_size``) samples it; kernels with a
+    Metropolis-Hastings test need ``log p`` and refuse it."""
+
+    has_log_prob = False
+    normalized = False
+
+    def __init__(self, score_fn: Callable[[Tensor], Tensor], dim: int, name: str = "score"):
+        if not callable(score_fn):
+            raise ValueError(f"score_fn must be a callable x -> grad log p(x); got {score_fn!r}")
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim must be a positive int (the dimension of x); got {dim!r}")
+        self.score_fn, self.dim, self.name = score_fn, dim, name
+
+    def _log_prob(self, x: Tensor) -> Tensor:
+        raise ValueError(
+            f"{self.name} has a score but no log-density; sample it with kernel 'ula' and a "
+            "fixed step_size (Metropolis-Hastings kernels need log p)"
+        )
+
+    def _score(self, x: Tensor) -> Tensor:
+        return self.score_fn(x)
+
+    def _value_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device), self.score_fn(x)
+
+    def __repr__(self) -> str:
+        return f"ScoreDensity({self.name}, dim={self.dim})"
+
+
+def from_denoiser(
+    model: Callable, sigma: float, cond: int | Tensor | None = None, dim: int | None = None
+) -> ScoreDensity:
+    """The (conditional) smoothed density ``p_sigma(x | cond)`` of a denoiser as an MCMC target:
+    score ``(D(x, sigma, cond) - x) / sigma^2`` (Tweedie). ``cond`` is a class label (an int,
+    given to every chain) or ``None``; ``dim`` defaults to the model's ``event_shape``."""
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0; got {sigma}")
+    if dim is None:
+        shape = getattr(model, "event_shape", None)
+        if shape is None or len(shape) != 1:
+            raise ValueError("pass dim= (MCMC targets are vectors [chains, dim])")
+        dim = int(shape[0])
+
+    def score(x: Tensor) -> Tensor:
+        s = torch.full(x.shape[:-1], sigma, dtype=x.dtype, device=x.device)
+        if cond is None:
+            return (model(x, s) - x) / sigma**2
+        c = torch.as_tensor(cond, dtype=torch.long, device=x.device).expand(x.shape[:-1])
+        return (model(x, s, c) - x) / sigma**2
+
+    return ScoreDensity(score, dim, name=f"denoiser at sigma {sigma}, cond {cond}")

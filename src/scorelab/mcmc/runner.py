@@ -130,6 +130,11 @@ def sample(
         if dim is None and init is None:
             raise ValueError("a log-density function needs dim= (or init=) to know the dimension")
         target = from_log_prob(target, dim if dim is not None else torch.as_tensor(init).shape[-1])
+    if not getattr(target, "has_log_prob", True) and (kernel != "ula" or step_size is None):
+        raise ValueError(
+            f"{target!r} has a score but no log-density: use kernel 'ula' with a fixed "
+            "step_size (MH kernels and step-size tuning need log p)"
+        )
     if step_size is not None and not (math.isfinite(step_size) and step_size > 0):
         raise ValueError(f"step_size must be finite and > 0; got {step_size}")
     if step_size is None and k.target_accept is None:
