@@ -12,7 +12,17 @@ import pytest
 import scorelab
 from scorelab.cli.main import build_parser, main
 
-SUBCOMMANDS = ["quickstart", "train", "sample", "denoise", "mcmc", "eval", "report"]
+SUBCOMMANDS = [
+    "quickstart",
+    "train",
+    "sample",
+    "denoise",
+    "mcmc",
+    "eval",
+    "report",
+    "inpaint",
+    "demo",
+]
 
 
 def test_version_and_module_entry_point():

@@ -9,8 +9,11 @@ import torch
 
 import scorelab
 from scorelab.cli import (
+    compare_cmd,
+    demo_cmd,
     denoise_cmd,
     eval_cmd,
+    inpaint_cmd,
     mcmc_cmd,
     quickstart,
     report_cmd,
@@ -28,7 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice)")  # fmt: skip
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in (quickstart, train_cmd, sample_cmd, denoise_cmd, mcmc_cmd, eval_cmd, report_cmd):
+    for module in (
+        quickstart,
+        train_cmd,
+        sample_cmd,
+        denoise_cmd,
+        mcmc_cmd,
+        eval_cmd,
+        report_cmd,
+        inpaint_cmd,
+        demo_cmd,
+        compare_cmd,
+    ):
         module.add_parser(sub)
     return parser
 

@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     text, digits = train_sample_evaluate("digits", digits_cfg, 400)
     report("== 3. digits (U-Net, EDM)", *text)
     model = digits["result"].model
-    report(*bits_per_dim_lines(model, digits["result"].data, digits["held"], 8 if q else 100,
+    report(*bits_per_dim_lines(model, digits["result"].data, digits["held"], 8 if q else 50,
                                args.seed))  # fmt: skip
     rows = tweedie_psnr(digits["result"].model, digits["held"].x, [0.2, 0.5], args.seed, 2.0)
     for sigma, (_, _, p_noisy, p_den) in zip([0.2, 0.5], rows, strict=True):

@@ -11,9 +11,9 @@ import torch
 from matplotlib.figure import Figure
 
 import scorelab
-from scorelab import diffusion
+from scorelab import baselines, diffusion
 from scorelab.cli.common import fail, load_run_data, to_unit_interval
-from scorelab.training import load_model
+from scorelab.training import distributed, load_model
 from scorelab.viz import draw_grid, scatter_2d
 
 
@@ -31,13 +31,67 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-n", type=int, default=1000, help="number of samples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output .npz (default RUN_DIR/samples.npz)")
+    p.add_argument("--class", dest="label", default=None, metavar="C",
+                   help="class to generate: an index, or 'all' (every class in turn)")  # fmt: skip
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
+                   help="guidance weight w: 0 unconditional, 1 conditional, > 1 sharper "
+                   f"(default {DEFAULT_GUIDANCE})")  # fmt: skip
+    p.add_argument("--guidance-kind", choices=["free", "classifier"], default="free",
+                   help="free: classifier-free (needs a run trained with --conditional); "
+                   "classifier: train a noise-conditional classifier on the data")  # fmt: skip
+    p.add_argument("--classifier-steps", type=int, default=2000,
+                   help="training steps of the noise-conditional classifier")  # fmt: skip
     p.set_defaults(run=run)
 
 
-def generate(model, n: int, sampler: str, nfe: int, process: str, seed: int):
-    """Samples of a trained model in model units."""
-    return diffusion.sample(model, n, sampler=sampler, nfe=nfe, process=process,
-                            generator=torch.Generator().manual_seed(seed))  # fmt: skip
+DEFAULT_GUIDANCE = 1.5  # >= 99% class accuracy on digits at a modest Frechet cost
+
+
+def class_labels(spec: str, num_classes: int | None, start: int, count: int) -> torch.Tensor:
+    """Labels of samples ``start .. start + count - 1``: one class, or 'all' (index mod K)."""
+    if num_classes is None:
+        raise ValueError("--class needs labelled training data; this run's data has no labels")
+    if spec == "all":
+        return (start + torch.arange(count)) % num_classes
+    try:
+        label = int(spec)
+    except ValueError:
+        label = -1
+    if not 0 <= label < num_classes:
+        raise ValueError(f"--class must be 'all' or an index in 0..{num_classes - 1}; got {spec!r}")
+    return torch.full((count,), label, dtype=torch.long)
+
+
+def guided_model(model, data, kind: str, weight: float, steps: int, seed: int):
+    """The denoiser to sample class-conditionally: classifier-free guidance of a conditional
+    run, or classifier guidance with a noise-conditional classifier trained here."""
+    if kind == "free":
+        if model.num_classes is None:
+            raise ValueError(
+                "this run was not trained with --conditional, so it has no class-conditional "
+                "score: retrain with scorelab train --conditional, or use --guidance-kind "
+                "classifier"
+            )
+        return diffusion.ClassifierFreeGuidance(model, weight)
+    from scorelab.nets import train_noisy_classifier
+
+    print(f"training a noise-conditional classifier ({steps} steps) for guidance")
+    clf = train_noisy_classifier(data.x, data.labels, num_classes=data.num_classes, steps=steps,
+                                 generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    return diffusion.ClassifierGuidance(model, clf, weight)
+
+
+def generate(model, n: int, sampler: str, nfe: int, process: str, seed: int, cond=None):
+    """Samples of a trained model in model units (``cond``: class labels ``[n]``). Baselines
+    (VAE, GAN, DAE) draw with their own sampler; ``sampler``, ``nfe`` and ``process`` are then
+    unused and the result's ``sampler`` names the family."""
+    gen = torch.Generator().manual_seed(seed)
+    if baselines.is_baseline(model):
+        if cond is not None:
+            raise ValueError("this run is an unconditional VAE/GAN/DAE baseline: drop --class")
+        return baselines.sample(model, n, generator=gen)
+    return diffusion.sample(model, n, sampler=sampler, nfe=nfe, process=process, cond=cond,
+                            generator=gen)  # fmt: skip
 
 
 def picture(samples: torch.Tensor, data, title: str) -> Figure | None:
@@ -57,19 +111,41 @@ def run(args: argparse.Namespace) -> int:
     try:
         model, record = load_model(args.run_dir)
         data = load_run_data(record)
-        res = generate(model, args.n, args.sampler, args.nfe, args.process, args.seed)
+        n, seed = distributed.sample_share(args.n, args.seed)  # this rank's share (torchrun)
+        labels = None
+        if args.label is not None:
+            if baselines.is_baseline(model):
+                raise ValueError("this run is an unconditional VAE/GAN/DAE baseline: drop --class")
+            start = distributed.share(args.n, distributed.rank(), distributed.world_size())[0]
+            labels = class_labels(args.label, data.num_classes, start, n)
+            model = guided_model(model, data, args.guidance_kind, args.guidance,
+                                 args.classifier_steps, args.seed)  # fmt: skip
+        res = generate(model, n, args.sampler, args.nfe, args.process, seed, labels)
     except ValueError as err:
         fail(err)
     out = Path(args.out) if args.out else Path(args.run_dir) / "samples.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        res = distributed.merge_samples(res, out)  # torchrun: rank 0 gathers every rank's share
+    except ValueError as err:
+        fail(err)
+    if res is None:  # a rank > 0: its samples are in rank 0's output
+        return 0
     decoded = data.decode(res.samples)
-    provenance = {"run": str(args.run_dir), "sampler": args.sampler, "nfe": res.nfe,
+    provenance = {"run": str(args.run_dir), "sampler": res.sampler, "nfe": res.nfe,
                   "process": args.process, "seed": args.seed, "versions": record["versions"],
                   "scorelab": scorelab.__version__}  # fmt: skip
-    np.savez(out, samples=decoded.numpy(), model_units=res.samples.numpy(), nfe=res.nfe,
-             record=json.dumps(provenance))  # fmt: skip
-    print(f"{args.n} samples with {args.sampler} ({res.nfe} NFE, {res.wall_time:.1f} s) -> {out}")
-    fig = picture(res.samples, data, f"{args.sampler}, {res.nfe} NFE")
+    if distributed.world_size() > 1:  # rank r drew its share with seed rank_seed(seed, r)
+        provenance["ranks"] = distributed.world_size()
+    arrays = {"samples": decoded.numpy(), "model_units": res.samples.numpy(), "nfe": res.nfe}
+    if args.label is not None:  # rank shares are contiguous, so the merged labels are these
+        arrays["labels"] = class_labels(args.label, data.num_classes, 0, args.n).numpy()
+        provenance.update(
+            label=args.label, guidance=args.guidance, guidance_kind=args.guidance_kind
+        )
+    np.savez(out, **arrays, record=json.dumps(provenance))
+    print(f"{args.n} samples with {res.sampler} ({res.nfe} NFE, {res.wall_time:.1f} s) -> {out}")
+    fig = picture(res.samples, data, f"{res.sampler}, {res.nfe} NFE")
     if fig is not None:
         fig.savefig(out.with_suffix(".png"), dpi=110)
         print(f"picture -> {out.with_suffix('.png')}")

@@ -8,7 +8,7 @@ from scorelab.cli.common import fail
 from scorelab.data import DATASETS
 from scorelab.diffusion import OBJECTIVES
 from scorelab.nets import NETS, PARAMETERIZATIONS
-from scorelab.training import TrainConfig, resume, train
+from scorelab.training import TrainConfig, distributed, resume, train
 
 # flag -> config key; flags left out keep the config file's value or the default
 FLAGS = {
@@ -17,6 +17,9 @@ FLAGS = {
     "ema_decay": float, "warmup_steps": int, "grad_clip": float, "checkpoint_every": int,
     "model": str, "conditional": bool, "label_dropout": float, "precision": str, "compile": bool,
 }  # fmt: skip
+
+
+RESUME = "scorelab train --resume"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="TOML file with TrainConfig keys")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run")
     p.add_argument("--data", help="data set name or path (default moons)")
-    p.add_argument("--n", type=int, help="number of examples")
+    p.add_argument("--n", "--num-examples", dest="n", type=int,
+                   help="number of examples (under torchrun write --num-examples: torchrun "
+                   "takes --n for its own --nnodes/--nproc-per-node)")  # fmt: skip
     p.add_argument("--objective", choices=[k for k in OBJECTIVES if k != "esm"])
     p.add_argument("--net", choices=list(NETS))
     p.add_argument("--parameterization", choices=list(PARAMETERIZATIONS))
@@ -75,8 +80,11 @@ def run(args: argparse.Namespace) -> int:
         fail(err)
     except KeyboardInterrupt:
         out = args.resume or overrides.get("out", TrainConfig.out)
-        print(f"\ninterrupted: a checkpoint was saved; continue with scorelab train --resume {out}")
+        if distributed.is_main():
+            print(f"\ninterrupted: a checkpoint was saved; continue with {RESUME} {out}")
         return 130
+    if not distributed.is_main():  # under torchrun rank 0 reports for every rank
+        return 0
     tail = res.losses[-min(100, len(res.losses)) :] or [float("nan")]
     print(f"trained {res.run_dir} to step {res.step}: mean loss of the last {len(tail)} steps "
           f"{sum(tail) / len(tail):.4f}")  # fmt: skip

@@ -14,6 +14,12 @@ from torch import Tensor
 from scorelab._utils import append_dims, randn
 
 
+def _inherit_shape(wrapper: object, model: object) -> None:
+    """Let samplers read the wrapped model's ``event_shape`` from the wrapper."""
+    if hasattr(model, "event_shape"):
+        wrapper.event_shape = tuple(model.event_shape)
+
+
 class ClassifierFreeGuidance:
     """``D_w = D(x, sigma) + w (D(x, sigma, c) - D(x, sigma))`` (Ho & Salimans 2022, eq. 6 in
     denoiser form): ``w = 0`` is unconditional, ``w = 1`` conditional, ``w > 1`` guided.
@@ -25,6 +31,7 @@ class ClassifierFreeGuidance:
     def __init__(self, model: Callable, weight: float):
         self.model, self.weight = model, float(weight)
         self.evals_per_call = 1 if self.weight in (0.0, 1.0) else 2
+        _inherit_shape(self, model)
 
     def __call__(self, x: Tensor, sigma: Tensor, cond: Tensor | None = None) -> Tensor:
         if cond is None or self.weight == 0.0:
@@ -47,6 +54,7 @@ class ClassifierGuidance:
 
     def __init__(self, model: Callable, classifier: Callable, weight: float):
         self.model, self.classifier, self.weight = model, classifier, float(weight)
+        _inherit_shape(self, model)
 
     def __call__(self, x: Tensor, sigma: Tensor, cond: Tensor | None = None) -> Tensor:
         out = self.model(x, sigma)
@@ -79,7 +87,10 @@ class Inpainter:
       denoiser ``E[X | x_sigma, X_k = x_k]`` whenever the posterior is Gaussian (Gaussian data);
       for mixtures it is exact per component and approximate across them. It costs one
       backward pass per known coordinate per call, so it suits vectors (tabular imputation)
-      and small images.
+      and small images. Neither method is exact for multimodal data: the choice of mode is
+      made at high noise, where the known values are drowned, so mode weights come out near
+      the prior's (measured on a 2-D mixture whose exact conditional puts 0.73 of its mass in
+      one mode: 0.63 replacement, 0.59 posterior).
 
     ``known`` and ``mask`` are ``[*event_shape]`` (the same for every sample) or
     ``[n, *event_shape]`` with one row per sample (then sample with ``batch_size >= n``).
@@ -101,6 +112,7 @@ class Inpainter:
             raise ValueError("mask must hold only 0 (unknown) and 1 (known)")
         self.model, self.known, self.generator, self.method = model, known, generator, method
         self.mask = mask.to(known.dtype)
+        _inherit_shape(self, model)
 
     def _call(self, x: Tensor, sigma: Tensor, cond: Tensor | None) -> Tensor:
         return self.model(x, sigma, cond) if cond is not None else self.model(x, sigma)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import platform
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 import scorelab
@@ -18,6 +21,7 @@ from scorelab.data import Dataset, load
 from scorelab.diffusion.objectives import OBJECTIVES, default_sigmas
 from scorelab.errors import DivergenceError
 from scorelab.nets import Denoiser, build, from_config
+from scorelab.training import distributed
 from scorelab.training.checkpoint import (
     load_checkpoint,
     optimizer_from_tensors,
@@ -40,6 +44,50 @@ def _tensorboard(run_dir: Path):
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device`` (``None`` for fp32), or a clear error
+    where this torch build cannot autocast to it there."""
+    if precision == "fp32":
+        return None
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    available = getattr(torch.amp, "is_autocast_available", None)  # torch >= 2.4
+    if available is not None and not available(device.type):
+        raise ValueError(
+            f"precision {precision!r}: torch {torch.__version__} has no autocast on "
+            f"{device.type}; use precision 'fp32' or another device"
+        )
+    if dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(
+            f"precision 'bf16': {torch.cuda.get_device_name(device)} has no bfloat16 support; "
+            "use precision 'fp16' (with loss scaling) or 'fp32'"
+        )
+    with warnings.catch_warnings():  # older builds warn and disable autocast instead
+        warnings.simplefilter("ignore")
+        with torch.autocast(device.type, dtype=dtype):
+            try:
+                enabled = torch.is_autocast_enabled(device.type)
+            except TypeError:  # torch < 2.4 has no device argument here
+                enabled = torch.is_autocast_cpu_enabled() if device.type == "cpu" else True
+    if not enabled:
+        instead = "'bf16' or 'fp32'" if precision == "fp16" else "'fp32'"
+        raise ValueError(
+            f"precision {precision!r}: torch {torch.__version__} cannot autocast to {dtype} on "
+            f"{device.type}; use precision {instead}"
+        )
+    return dtype
+
+
+def _grad_scaler(device: torch.device) -> torch.amp.GradScaler:
+    """fp16 loss scaling on ``device``, or a clear error where torch has none there."""
+    try:
+        return torch.amp.GradScaler(device.type)
+    except (AttributeError, RuntimeError, ValueError) as err:  # torch.amp.GradScaler: >= 2.3
+        raise ValueError(
+            f"precision 'fp16' needs loss scaling, which torch {torch.__version__} does not "
+            f"offer on {device.type} ({err}); use precision 'bf16' or 'fp32'"
+        ) from err
+
+
 def pick_device(name: str) -> torch.device:
     """``"auto"``: CUDA if present, else Apple MPS, else CPU; otherwise the named device."""
     if name == "auto":
@@ -55,7 +103,22 @@ def pick_device(name: str) -> torch.device:
 
 
 def build_model(cfg: TrainConfig, data: Dataset) -> Denoiser:
-    """The network and parameterization of ``cfg``, sized for ``data``."""
+    """The network and parameterization of ``cfg``, sized for ``data``; for ``cfg.model``
+    "vae", "gan" or "dae" the baseline of ``scorelab.baselines`` (``net_kwargs`` go to it)."""
+    from scorelab import baselines  # imported here: only baseline runs need it
+
+    if cfg.model != "score":
+        if cfg.model not in baselines.KINDS:
+            raise ValueError(
+                f"unknown model {cfg.model!r}; choose score or one of {', '.join(baselines.KINDS)}"
+            )
+        if cfg.conditional:
+            raise ValueError(
+                f"conditional training is unsupported for model {cfg.model!r}: the baselines "
+                "are unconditional; drop --conditional (or use model 'score')"
+            )
+        return baselines.build_for_data(cfg.model, data, net=cfg.net, seed=cfg.seed,
+                                        **cfg.net_kwargs)  # fmt: skip
     kwargs = dict(cfg.net_kwargs)
     if cfg.conditional:
         if data.labels is None:
@@ -80,7 +143,22 @@ def build_model(cfg: TrainConfig, data: Dataset) -> Denoiser:
 
 
 def build_objective(cfg: TrainConfig, data: Dataset):
-    """``loss(model, x, generator, cond)`` for ``cfg.objective`` with data-driven defaults."""
+    """``loss(model, x, generator, cond)`` for ``cfg.objective`` with data-driven defaults; a
+    baseline (``cfg.model`` "vae", "gan", "dae") trains by its own loss (``vae_loss``, ...)."""
+    if cfg.model != "score":
+        from scorelab import baselines
+
+        if cfg.objective != TrainConfig.objective:
+            raise ValueError(
+                f"objective {cfg.objective!r} trains score models; model {cfg.model!r} has its "
+                f"own loss: leave objective at its default"
+            )
+        if cfg.objective_kwargs:
+            raise ValueError(
+                f"model {cfg.model!r} takes its loss settings as model arguments: move "
+                f"{sorted(cfg.objective_kwargs)} from objective_kwargs to net_kwargs"
+            )
+        return baselines.objective(cfg.model)
     if cfg.objective not in OBJECTIVES:
         raise ValueError(
             f"unknown objective {cfg.objective!r}; choose one of {', '.join(OBJECTIVES)}"
@@ -120,7 +198,13 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, data: Dataset | None = None):
         self.cfg = cfg
         self.run_dir = Path(cfg.out)
-        self.device = pick_device(cfg.device)
+        # under torchrun: one rank of a data-parallel group (scorelab.training.distributed)
+        self.world_size = distributed.env_world_size()
+        self.local_batch = distributed.split_batch(cfg.batch_size, self.world_size)
+        self.device = distributed.local_device(pick_device(cfg.device))
+        self.amp_dtype = autocast_dtype(cfg.precision, self.device)
+        self._owns_group = distributed.init(self.device)
+        self.rank = distributed.rank()
         torch.manual_seed(cfg.seed)  # dropout and other global-RNG users
         if data is None:
             data = load(cfg.data, n=cfg.n, generator=self._gen(), **cfg.data_kwargs)
@@ -136,6 +220,67 @@ class Trainer:
         self.x = self.data.x.to(self.device)
         conditional = self.data.labels is not None and self.model.num_classes is not None
         self.labels = self.data.labels.to(self.device) if conditional else None
+        self.scaler = _grad_scaler(self.device) if cfg.precision == "fp16" else None
+        self.draws = (
+            distributed.PerExampleDraws(
+                self.generator, self.local_batch, self.rank, self.world_size
+            )
+            if self.world_size > 1
+            else None
+        )
+        self.train_model = self._training_model()
+        self._seed_rank()
+
+    def _training_model(self):
+        """What the objective calls: ``self.model`` itself in one eager process; otherwise a
+        ``ModelView`` of it wrapped in DistributedDataParallel (several ranks) and/or
+        ``torch.compile``. ``self.model`` stays the plain module that owns the weights, so
+        state-dict keys (no ``module.`` or ``_orig_mod.`` prefix), EMA and checkpoints are the
+        same in every mode."""
+        if self.world_size == 1 and not self.cfg.compile:
+            return self.model
+        module = distributed.ForwardMethods(self.model)
+        if self.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # buffers are constants (Fourier frequencies) unless a layer keeps running statistics
+            running = any(getattr(m, "track_running_stats", False) for m in self.model.modules())
+            module = DistributedDataParallel(
+                module,
+                device_ids=ids,
+                find_unused_parameters=self._unused_parameters(),
+                **distributed.ddp_options(sync_buffers=running),
+            )
+        if self.cfg.compile:
+            module = torch.compile(module)
+        return distributed.ModelView(self.model, module, self.draws)
+
+    def _unused_parameters(self) -> bool:
+        """Whether the loss leaves some parameters without a gradient (the energy
+        parameterization's output bias, say), which DDP must then look for at every step.
+        Found by one throwaway forward/backward of the plain model on a few examples, with its
+        own generator and the global RNG restored, so the run's random streams are untouched."""
+        idx = torch.arange(min(len(self.x), self.local_batch), device=self.device)
+        cond = None if self.labels is None else self.labels[idx]
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            probe = torch.Generator(self.device).manual_seed(self.cfg.seed)
+            self.objective(self.model, self.x[idx], probe, cond).backward()
+        unused = any(p.requires_grad and p.grad is None for p in self.model.parameters())
+        self.opt.zero_grad(set_to_none=True)
+        return unused
+
+    def _seed_rank(self) -> None:
+        """Ranks above 0 reseed the global torch RNG (dropout masks) from their own stream, so
+        replicas never share masks; rank 0 keeps the single-process stream, which is the one
+        checkpoints store."""
+        if self.rank > 0:
+            torch.manual_seed(distributed.rank_seed(self.cfg.seed, self.rank, self.step))
+
+    def close(self) -> None:
+        """End the process group if this trainer started it (``train``/``resume`` do this)."""
+        if self._owns_group:
+            distributed.teardown()
+            self._owns_group = False
 
     def _gen(self, device: torch.device | str = "cpu") -> torch.Generator:
         return torch.Generator(device=device).manual_seed(self.cfg.seed)
@@ -160,8 +305,31 @@ class Trainer:
         }
 
     def save(self) -> Path:
+        """Write a checkpoint of the current step; returns its folder.
+
+        With several ranks every rank must call it: they first check that their weights and
+        EMA are identical (they are, as data-parallel replicas; a difference raises), rank 0
+        writes, and the others wait at a barrier. The checkpoint does not depend on the number
+        of ranks, so a run can resume at any world size.
+        """
+        if self.world_size > 1:
+            state = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+            state |= {f"ema.{k}": v for k, v in self.ema.state_dict().items()}
+            distributed.assert_same_across_ranks(state, "weights or EMA")
+        folder = self._write_checkpoint() if self.rank == 0 else self._checkpoint_folder()
+        distributed.barrier()
+        return folder
+
+    def _checkpoint_folder(self) -> Path:
+        return self.run_dir / "checkpoints" / f"step-{self.step:08d}"
+
+    def _write_checkpoint(self) -> Path:
+        """Rank 0's part of ``save`` (also used alone on Ctrl-C, where ranks do not wait)."""
         opt_tensors, opt_meta = optimizer_to_tensors(self.opt)
         rng = {"generator": self.generator.get_state(), "torch": torch.get_rng_state()}
+        meta = {"optimizer": opt_meta, "world_size": self.world_size}
+        if self.scaler is not None:
+            meta["grad_scaler"] = self.scaler.state_dict()
         return save_checkpoint(
             self.run_dir,
             self.step,
@@ -171,18 +339,25 @@ class Trainer:
                 "optimizer": opt_tensors,
                 "rng": rng,
             },
-            {"optimizer": opt_meta},
+            meta,
         )
 
     def restore(self) -> list[str]:
-        """Load the newest intact checkpoint; returns the damaged ones it skipped."""
+        """Load the newest intact checkpoint; returns the damaged ones it skipped. Every rank
+        reads the same files, whatever world size wrote them."""
         tensors, meta, skipped = load_checkpoint(self.run_dir)
         self.model.load_state_dict(tensors["model"])
         self.ema.load_state_dict(tensors["ema"])
         optimizer_from_tensors(self.opt, tensors["optimizer"], meta["optimizer"])
         self.generator.set_state(tensors["rng"]["generator"])
         torch.set_rng_state(tensors["rng"]["torch"])
+        if self.scaler is not None and "grad_scaler" in meta:
+            self.scaler.load_state_dict(meta["grad_scaler"])
         self.step = int(meta["step"])
+        if self.world_size > 1:
+            step = {"checkpoint step": torch.tensor(self.step, device=self.device)}
+            distributed.assert_same_across_ranks(step, "checkpoints")
+        self._seed_rank()
         return skipped
 
     # -- the loop ---------------------------------------------------------------------------
@@ -200,53 +375,92 @@ class Trainer:
         return torch.where(drop < self.cfg.label_dropout, self.model.num_classes, labels)
 
     def train_step(self) -> tuple[float, float]:
-        """One optimizer step on a minibatch drawn with replacement; returns (loss, grad norm)."""
+        """One optimizer step on a minibatch drawn with replacement; returns (loss, grad norm).
+
+        With several ranks, every rank draws the global minibatch indices and keeps its slice,
+        per-example noise is drawn at the global size and sliced (``PerExampleDraws``), DDP
+        averages the gradients and the returned loss is the mean over the global batch, so the
+        step equals one process's up to the order of float sums. With ``precision`` bf16/fp16
+        the objective runs under ``torch.autocast``; fp16 scales the loss (``GradScaler``) and
+        unscales the gradients before clipping (a step with inf/NaN gradients is skipped by the
+        scaler, which then lowers the scale).
+        """
         cfg = self.cfg
         idx = torch.randint(len(self.x), (cfg.batch_size,), generator=self.generator,
                             device=self.device)  # fmt: skip
-        cond = None if self.labels is None else self.drop_labels(self.labels[idx])
+        if self.world_size > 1:
+            idx = distributed.shard(idx, self.rank, self.world_size)
+        draws = self.draws if self.draws is not None else contextlib.nullcontext()
+        with draws:
+            cond = None if self.labels is None else self.drop_labels(self.labels[idx])
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(self.step)
         self.opt.zero_grad(set_to_none=True)
-        loss = self.objective(self.model, self.x[idx], self.generator, cond)
-        if not torch.isfinite(loss):
+        autocast = (
+            contextlib.nullcontext()
+            if self.amp_dtype is None
+            else torch.autocast(self.device.type, dtype=self.amp_dtype)
+        )
+        with draws, autocast:
+            loss = self.objective(self.train_model, self.x[idx], self.generator, cond)
+        mean_loss = distributed.all_mean(loss.detach()) if self.world_size > 1 else loss
+        if not torch.isfinite(mean_loss):  # the same verdict on every rank
             raise DivergenceError(
-                f"the loss became {loss.item()} at step {self.step} "
+                f"the loss became {mean_loss.item()} at step {self.step} "
                 f"(lr {self.lr_at(self.step):.3g}); the last good checkpoint is in "
                 f"{self.run_dir / 'checkpoints'}. Lower the learning rate (--lr), keep gradient "
                 "clipping on, or check the data"
             )
-        loss.backward()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.opt)
+        else:
+            loss.backward()
         clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        self.opt.step()
+        if self.scaler is not None:
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.opt.step()
         self.step += 1
         self.ema.update(self.model, self.step)
-        return loss.item(), float(norm)
+        return mean_loss.item(), float(norm)
 
     def run(self, until: int, progress: bool | None = None) -> list[float]:
-        """Train until ``self.step == until``, logging and checkpointing as configured."""
+        """Train until ``self.step == until``, logging and checkpointing as configured.
+
+        With several ranks only rank 0 writes the config, log, TensorBoard events and
+        checkpoints and shows the progress bar; the returned losses (means over the global
+        batch) are the same on every rank.
+        """
         cfg = self.cfg
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.run_dir / "config.json", self.describe())
+        main = self.rank == 0
         log_path = self.run_dir / "log.csv"
         new_log = not log_path.exists() or self.step == 0
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.run_dir / "config.json", self.describe())
         losses: list[float] = []
         window: list[float] = []
         start = last = time.perf_counter()
-        board = _tensorboard(self.run_dir)
-        with log_path.open("w" if new_log else "a", newline="") as f, tqdm(
+        board = _tensorboard(self.run_dir) if main else None
+        log = (
+            log_path.open("w" if new_log else "a", newline="") if main else contextlib.nullcontext()
+        )
+        with log as f, tqdm(
             total=until, initial=self.step, desc="train", unit="step",
-            disable=None if progress is None else not progress,
+            disable=(None if progress is None else not progress) if main else True,
         ) as bar:  # fmt: skip
-            writer = csv.writer(f)
-            if new_log:
+            writer = csv.writer(f) if main else None
+            if writer is not None and new_log:
                 writer.writerow(LOG_FIELDS)
             while self.step < until:
                 try:
                     loss, norm = self.train_step()
                 except KeyboardInterrupt:  # Ctrl-C: keep the work done so far, then stop
-                    self.save()
+                    if main:  # alone: the other ranks are being interrupted too
+                        self._write_checkpoint()
                     raise
                 losses.append(loss)
                 window.append(loss)
@@ -257,8 +471,9 @@ class Trainer:
                     mean = sum(window) / len(window)
                     lr = self.lr_at(self.step - 1)
                     row = [self.step, f"{mean:.6g}", f"{lr:.6g}", f"{norm:.4g}", f"{rate:.1f}"]
-                    writer.writerow([*row, f"{now - start:.2f}"])
-                    f.flush()
+                    if writer is not None:
+                        writer.writerow([*row, f"{now - start:.2f}"])
+                        f.flush()
                     if board is not None:
                         board.add_scalar("loss", mean, self.step)
                         board.add_scalar("examples_per_s", rate, self.step)
@@ -272,17 +487,25 @@ class Trainer:
 
     def ema_model(self) -> Denoiser:
         """A copy of the model holding the EMA weights, in eval mode."""
-        model = from_config(self.model.config()).to(self.device)
+        from scorelab import baselines
+
+        config = self.model.config()
+        rebuild = baselines.from_config if baselines.is_baseline_config(config) else from_config
+        model = rebuild(config).to(self.device)
         model.load_state_dict(self.ema.state_dict())
         model.event_shape = self.data.event_shape  # what one sample looks like, for sampling
         return model.eval()
 
 
 def train(cfg: TrainConfig, progress: bool | None = None) -> TrainResult:
-    """Train from scratch as ``cfg`` says; the run folder gets config, log and checkpoints."""
+    """Train from scratch as ``cfg`` says; the run folder gets config, log and checkpoints.
+    Under ``torchrun`` each process runs this as one rank of a data-parallel group."""
     trainer = Trainer(cfg)
-    losses = trainer.run(cfg.steps, progress)
-    return TrainResult(trainer.run_dir, trainer.step, losses, trainer.ema_model(), trainer.data)
+    try:
+        losses = trainer.run(cfg.steps, progress)
+        return TrainResult(trainer.run_dir, trainer.step, losses, trainer.ema_model(), trainer.data)
+    finally:
+        trainer.close()
 
 
 def read_run_config(run_dir: str | Path) -> dict:
@@ -298,17 +521,21 @@ def read_run_config(run_dir: str | Path) -> dict:
 
 def resume(run_dir: str | Path, steps: int | None = None, progress: bool | None = None):
     """Continue a run from its newest intact checkpoint up to ``steps`` total (default: the
-    configured number). Continues the same loss curve as an uninterrupted run."""
+    configured number). Continues the same loss curve as an uninterrupted run, at any number
+    of ranks (the global batch stays ``batch_size``)."""
     record = read_run_config(run_dir)
     cfg = TrainConfig.from_dict({**record["train"], "out": str(run_dir)})
     if steps is not None:
         cfg.steps = steps
     trainer = Trainer(cfg)
-    skipped = trainer.restore()
-    for line in skipped:
-        print(f"warning: skipped damaged checkpoint {line}")
-    losses = trainer.run(cfg.steps, progress)
-    return TrainResult(trainer.run_dir, trainer.step, losses, trainer.ema_model(), trainer.data)
+    try:
+        skipped = trainer.restore()
+        for line in skipped if trainer.rank == 0 else ():
+            print(f"warning: skipped damaged checkpoint {line}")
+        losses = trainer.run(cfg.steps, progress)
+        return TrainResult(trainer.run_dir, trainer.step, losses, trainer.ema_model(), trainer.data)
+    finally:
+        trainer.close()
 
 
 def load_model(run_dir: str | Path, ema: bool = True, device: str = "cpu") -> tuple[Denoiser, dict]:
@@ -317,7 +544,11 @@ def load_model(run_dir: str | Path, ema: bool = True, device: str = "cpu") -> tu
     tensors, _, skipped = load_checkpoint(Path(run_dir))
     for line in skipped:
         print(f"warning: skipped damaged checkpoint {line}")
-    model = from_config(record["model"])
+    from scorelab import baselines  # a baseline's record has a "kind" key (VAE, GAN, DAE)
+
+    config = record["model"]
+    rebuild = baselines.from_config if baselines.is_baseline_config(config) else from_config
+    model = rebuild(config)
     model.load_state_dict(tensors["ema" if ema else "model"])
     model.event_shape = tuple(record["data"]["event_shape"])
     return model.to(device).eval(), record
