@@ -22,6 +22,7 @@ SUBCOMMANDS = [
     "report",
     "inpaint",
     "demo",
+    "compare",
 ]
 
 
