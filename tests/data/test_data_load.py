@@ -175,3 +175,13 @@ def test_load_errors(tmp_path, setup, args, kwargs, match):
         args = (path,)
     with pytest.raises(ValueError, match=match):
         load(*args, **kwargs)
+
+
+def test_quantization_step_finds_the_pixel_grid_and_nothing_else():
+    from scorelab.data import quantization_step
+
+    assert quantization_step(load("digits").x) == pytest.approx(2 / 16)  # 0..16 -> [-1, 1]
+    moons = load("moons", n=500, generator=torch.Generator().manual_seed(0))
+    assert quantization_step(moons.x) is None  # continuous values
+    assert quantization_step(torch.tensor([0.0, 0.1, 0.25])) is None  # uneven gaps
+    assert quantization_step(torch.tensor([0.5, 0.5])) is None  # one value: no grid

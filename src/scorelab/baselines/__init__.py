@@ -35,6 +35,7 @@ from scorelab.baselines.coverage import ModeCoverage, mode_coverage
 from scorelab.baselines.dae import DAE, dae_loss
 from scorelab.baselines.gan import GAN, gan_loss
 from scorelab.baselines.vae import VAE, vae_loss
+from scorelab.data import quantization_step
 from scorelab.diffusion.api import SampleResult
 
 KINDS: dict[str, type[Baseline]] = {"vae": VAE, "gan": GAN, "dae": DAE}
@@ -87,20 +88,6 @@ def from_config(config: dict[str, Any]) -> Baseline:
     except KeyError as err:
         raise ValueError("baseline config lacks 'event_shape'") from err
     return build(kind, event_shape, **cfg)
-
-
-def quantization_step(x: Tensor, max_levels: int = 1024) -> float | None:
-    """The spacing of the grid ``x``'s values lie on (e.g. 2/16 for the digits in [-1, 1]), or
-    ``None`` when the values are not on an evenly spaced grid of at most ``max_levels``."""
-    values = torch.unique(x.detach().flatten().double().cpu())
-    if len(values) < 2 or len(values) > max_levels:
-        return None
-    gaps = values.diff()
-    step = float(gaps.min())
-    ratio = gaps / step
-    if (ratio - ratio.round()).abs().max() > 1e-3:
-        return None
-    return step
 
 
 def build_for_data(kind: str, data: Any, *, net: str = "mlp", seed: int = 0, **kwargs: Any):
@@ -191,7 +178,6 @@ __all__ = [
     "is_baseline_config",
     "mode_coverage",
     "objective",
-    "quantization_step",
     "sample",
     "vae_loss",
 ]

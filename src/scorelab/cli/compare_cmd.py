@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 
 from scorelab import baselines, diffusion
 from scorelab.cli.common import fail, load_run_data, out_dir, to_unit_interval, write_run_record
-from scorelab.data import DATASETS, TOY_NAMES
+from scorelab.data import DATASETS, TOY_NAMES, quantization_step
+from scorelab.diffusion.likelihood import nats_to_bits_per_dim
 from scorelab.metrics import DESCRIPTIONS, evaluate, train_classifier
 from scorelab.nets import num_parameters
 from scorelab.training import TrainConfig, load_model, train
@@ -249,10 +250,9 @@ def likelihood(
     ``-(log p + d log bin_width) / (d ln 2)``, a bound on the discrete NLL (Theis et al. 2016).
     """
     d = math.prod(x.shape[1:])
-    shift = 0.0 if bin_width is None else d * math.log(bin_width)
 
     def bpd(nats: float) -> float:
-        return -(nats + shift) / (d * math.log(2))
+        return nats_to_bits_per_dim(nats, d, bin_width)
 
     gen = torch.Generator().manual_seed(args.seed)
     if family == "score":
@@ -391,7 +391,7 @@ def run(args: argparse.Namespace) -> int:
     record = next(iter(trained.values()))[1]
     train_data = load_run_data(record)
     held = load_run_data(record, heldout=True)
-    bin_width = baselines.quantization_step(train_data.x)
+    bin_width = quantization_step(train_data.x)
     classifier = None
     if train_data.labels is not None and held.x.ndim == 4:
         stages.set_postfix_str("feature classifier")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from scorelab.cli.common import fail, load_run_data
-from scorelab.data import TOY_NAMES, Dataset, Normalization, load
+from scorelab.data import TOY_NAMES, Dataset, Normalization, load, quantization_step
 from scorelab.diffusion import bits_per_dim, log_likelihood
 from scorelab.metrics import DESCRIPTIONS, FeatureClassifier, evaluate, train_classifier
 from scorelab.training import load_model, read_run_config
@@ -110,15 +110,6 @@ def sample_metrics(
     return metrics, floor
 
 
-def integer_bin_width(data: Dataset) -> float | None:
-    """Bin width in model units when the data's own values are integers (pixels), else None."""
-    raw = data.decode(data.x)
-    scale = data.normalization.scale
-    if len(set(scale)) != 1 or not torch.allclose(raw, raw.round(), atol=1e-4):
-        return None
-    return 1.0 / scale[0]
-
-
 def likelihood_table(model, data: Dataset, n: int, seed: int, hutchinson: bool) -> dict:
     """Mean log-likelihood (nats per example) with its standard error over the ``n`` examples;
     for integer-valued data (pixels) that of the uniformly dequantized data and the bits/dim
@@ -128,14 +119,14 @@ def likelihood_table(model, data: Dataset, n: int, seed: int, hutchinson: bool) 
     exact = False if hutchinson else None
     d = x[0].numel()
     out: dict[str, float | int | str] = {"data": f"{data.name} ({data.split})", "n": len(x)}
-    width = integer_bin_width(data)
+    width = quantization_step(data.x)
     if width is None:
         ll = log_likelihood(model, x, exact=exact, generator=gen)
     else:
         bpd = bits_per_dim(model, x, width, exact=exact, generator=gen)
         out["bits_per_dim"], out["bits_per_dim_se"] = _mean_se(bpd)
         out["bin_width"] = width
-        ll = -bpd * d * math.log(2) - d * math.log(width)  # log p of the dequantized points
+        ll = -bpd * d * math.log(2) - d * math.log(width)  # inverse of nats_to_bits_per_dim
     out["log_likelihood_nats"], out["log_likelihood_se"] = _mean_se(ll)
     out["nats_per_dim"] = -out["log_likelihood_nats"] / d
     return out

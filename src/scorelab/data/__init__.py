@@ -77,6 +77,21 @@ class Dataset:
         )
 
 
+def quantization_step(x: Tensor, max_levels: int = 1024) -> float | None:
+    """The spacing of the grid ``x``'s values lie on (e.g. 2/16 for the digits in [-1, 1]), or
+    ``None`` when the values are not on an evenly spaced grid of at most ``max_levels``: the
+    bin width for uniform dequantization and bits per dimension of discrete data."""
+    values = torch.unique(x.detach().flatten().double().cpu())
+    if len(values) < 2 or len(values) > max_levels:
+        return None
+    gaps = values.diff()
+    step = float(gaps.min())
+    ratio = gaps / step
+    if (ratio - ratio.round()).abs().max() > 1e-3:
+        return None
+    return step
+
+
 # keyword arguments each kind of source accepts, passed to its loader
 _FILE_KWARGS = {
     "array": ("key", "labels_key"),
@@ -228,6 +243,7 @@ __all__ = [
     "load_digits",
     "load_idx",
     "load_image_folder",
+    "quantization_step",
     "read_idx",
     "toy",
     "validate",

@@ -381,30 +381,10 @@ def random_walk(out: Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
     target = densities.Gaussian([0.0], 1.0)
     gen = generator(seed)
     zero = torch.zeros(chains, 1, dtype=torch.float64)
-    walk = mcmc.sample(
-        target,
-        "random_walk",
-        chains=chains,
-        steps=steps,
-        warmup=0,
-        step_size=h,
-        init=zero,
-        dtype=torch.float64,
-        generator=gen,
-        progress=False,
-    )
-    lang = mcmc.sample(
-        target,
-        "ula",
-        chains=chains,
-        steps=steps,
-        warmup=0,
-        step_size=h,
-        init=zero,
-        dtype=torch.float64,
-        generator=gen,
-        progress=False,
-    )
+    kw = dict(chains=chains, steps=steps, warmup=0, step_size=h, init=zero,
+              dtype=torch.float64, generator=gen, progress=False)  # fmt: skip
+    # the same start, step and generator: only the score term differs
+    walk, lang = (mcmc.sample(target, kernel, **kw) for kernel in ("random_walk", "ula"))
     w, lg = walk.samples[:, :, 0], lang.samples[:, :, 0]  # [chains, steps]; column t is x_{t+1}
     t = np.arange(1, steps + 1)
     v_inf = ula_stationary_variance(h, 1.0)

@@ -13,7 +13,7 @@ from scorelab.diffusion.guidance import (
     ClassifierGuidance,
     Inpainter,
 )
-from scorelab.diffusion.likelihood import bits_per_dim, log_likelihood
+from scorelab.diffusion.likelihood import bits_per_dim, log_likelihood, nats_to_bits_per_dim
 from scorelab.diffusion.objectives import (
     OBJECTIVES,
     ddpm_loss,
@@ -85,6 +85,7 @@ __all__ = [
     "langevin",
     "log_likelihood",
     "make_process",
+    "nats_to_bits_per_dim",
     "ncsn_loss",
     "predictor_corrector",
     "rk45",

@@ -123,6 +123,12 @@ def bits_per_dim(
     if dequantize:
         u = rand(tuple(x.shape), generator, x.dtype, x.device)
         y = x + bin_width * (u - 0.5)
-    d = math.prod(x.shape[1:])
     logp = log_likelihood(model, y, generator=generator, **kwargs)
-    return -(logp + d * math.log(bin_width)) / (d * math.log(2))
+    return nats_to_bits_per_dim(logp, math.prod(x.shape[1:]), bin_width)
+
+
+def nats_to_bits_per_dim(log_density: Tensor | float, d: int, bin_width: float | None = None):
+    """``-(log p + d log bin_width) / (d ln 2)``: a log-density of dequantized data (nats per
+    example) as bits per dimension of the discrete data; ``bin_width=None``: of the density."""
+    shift = 0.0 if bin_width is None else d * math.log(bin_width)
+    return -(log_density + shift) / (d * math.log(2))
