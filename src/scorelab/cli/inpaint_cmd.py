@@ -49,7 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="COLS",
         help="vectors: comma-separated known columns (default the first half)",
     )
-    p.add_argument("--method", default="posterior", choices=list(diffusion.INPAINT_METHODS))
+    p.add_argument("--method", default="replacement", choices=list(diffusion.INPAINT_METHODS),
+                   help="replacement (default), or posterior: exact for Gaussian data, but it "
+                   "needs an accurate network Jacobian, which learned nets lack")  # fmt: skip
     p.add_argument("-n", type=int, default=16, help="held-out examples to inpaint")
     p.add_argument("--nfe", type=int, default=99, help="Heun network evaluations")
     p.add_argument("--seed", type=int, default=0)
