@@ -128,3 +128,24 @@ def test_contract_conv_gan_and_errors():
         GAN((2,), loss="hinge")
     with pytest.raises(ValueError, match="gan_loss trains a GAN"):
         gan_loss(torch.nn.Linear(2, 2), torch.zeros(3, 2))
+
+
+def test_wgan_gp_updates_the_critic_n_critic_times_per_generator_update(tmp_path):
+    """The trainer's update phases: one WGAN-GP step is 5 critic updates then 1 generator
+    update (Adam's per-parameter step counts say so), with betas (0, 0.9); the NS GAN keeps one
+    simultaneous update of both."""
+    x = torch.randn(512, 2, generator=torch.Generator().manual_seed(0))
+    data = Dataset(x, None, Normalization.identity(), "gaussian")
+    for loss, critic, gen in (("wgan-gp", 5, 1), ("ns", 1, 1)):
+        cfg = TrainConfig(model="gan", steps=2, batch_size=32, out=str(tmp_path / loss),
+                          net_kwargs={"loss": loss, "hidden": 16})  # fmt: skip
+        trainer = Trainer(cfg, data=data)
+        before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        trainer.train_step()
+        model, state = trainer.model, trainer.opt.state
+        assert {int(state[p]["step"]) for p in model.discriminator.parameters()} == {critic}
+        assert {int(state[p]["step"]) for p in model.generator.parameters()} == {gen}
+        assert trainer.step == 1
+        assert all(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+        if loss == "wgan-gp":
+            assert {g["betas"] for g in trainer.opt.param_groups} == {(0.0, 0.9)}

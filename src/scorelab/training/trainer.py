@@ -88,6 +88,19 @@ def _grad_scaler(device: torch.device) -> torch.amp.GradScaler:
         ) from err
 
 
+def _update_phases(model: torch.nn.Module) -> list[dict]:
+    """The model's update phases: ``model.update_phases()`` (a list of optimizer param-group
+    dicts with ``params``, ``repeats`` and optionally ``betas``) or, by default, one phase of
+    every parameter, once per step."""
+    phases = model.update_phases() if hasattr(model, "update_phases") else None
+    if not phases:
+        return [{"params": list(model.parameters()), "repeats": 1}]
+    for ph in phases:
+        if not ph.get("params") or int(ph.get("repeats", 0)) < 1:
+            raise ValueError(f"update phase {ph.get('name', '?')!r} needs params and repeats >= 1")
+    return phases
+
+
 def pick_device(name: str) -> torch.device:
     """``"auto"``: CUDA if present, else Apple MPS, else CPU; otherwise the named device."""
     if name == "auto":
@@ -211,9 +224,11 @@ class Trainer:
         self.data = data
         self.model = build_model(cfg, self.data).to(self.device)
         self.objective = build_objective(cfg, self.data)
+        self.phases = _update_phases(self.model)
         self.opt = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
-        )
+            [{k: v for k, v in ph.items() if k != "repeats"} for ph in self.phases],
+            lr=cfg.lr, weight_decay=cfg.weight_decay,
+        )  # fmt: skip
         self.ema = EMA(self.model, cfg.ema_decay)
         self.generator = self._gen(self.device)
         self.step = 0
@@ -375,7 +390,22 @@ class Trainer:
         return torch.where(drop < self.cfg.label_dropout, self.model.num_classes, labels)
 
     def train_step(self) -> tuple[float, float]:
-        """One optimizer step on a minibatch drawn with replacement; returns (loss, grad norm).
+        """One training step; returns (loss, grad norm) of its last update.
+
+        A step is one optimizer update on a minibatch drawn with replacement, or, for a model
+        with ``update_phases()`` (WGAN-GP: the critic 5 times, then the generator), one update
+        per phase and repeat, each on a fresh minibatch and moving only that phase's
+        parameters. The step counter, warm-up and EMA advance once per step.
+        """
+        for phase in self.phases:
+            for _ in range(phase["repeats"]):
+                loss, norm = self._update(phase["params"] if len(self.phases) > 1 else None)
+        self.step += 1
+        self.ema.update(self.model, self.step)
+        return loss, norm
+
+    def _update(self, params: list[torch.nn.Parameter] | None) -> tuple[float, float]:
+        """One optimizer update of ``params`` (all when None).
 
         With several ranks, every rank draws the global minibatch indices and keeps its slice,
         per-example noise is drawn at the global size and sliced (``PerExampleDraws``), DDP
@@ -416,15 +446,19 @@ class Trainer:
             self.scaler.unscale_(self.opt)
         else:
             loss.backward()
+        if params is not None:  # this phase moves only its own parameters
+            keep = {id(p) for p in params}
+            for p in self.model.parameters():
+                if id(p) not in keep:
+                    p.grad = None
         clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        stepped = self.model.parameters() if params is None else params
+        norm = torch.nn.utils.clip_grad_norm_(stepped, clip)
         if self.scaler is not None:
             self.scaler.step(self.opt)
             self.scaler.update()
         else:
             self.opt.step()
-        self.step += 1
-        self.ema.update(self.model, self.step)
         return mean_loss.item(), float(norm)
 
     def run(self, until: int, progress: bool | None = None) -> list[float]:
