@@ -3,6 +3,7 @@ headless Chromium and checked for what it shows."""
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -117,3 +118,14 @@ def test_report_of_a_2d_run_without_likelihood(moons_run):
     assert "Not computed" in dom and "scorelab eval" in dom
     assert "sliced_wasserstein" in dom
     assert [broken for _, broken in images(dom)] == [False, False]
+
+
+def test_report_of_a_baseline_run_names_its_family(tmp_path):
+    run = tmp_path / "vae"
+    assert main(["train", "--model", "vae", "--data", "moons", "--n", "500", "--steps", "10",
+                 "--batch-size", "32", "--out", str(run)]) == 0  # fmt: skip
+    assert main(["report", str(run), "-n", "100"]) == 0
+    text = html.unescape(_text((run / "report.html").read_text()))
+    assert "vae: mlp" in text and "the VAE's own loss" in text
+    assert "parameterization" not in text.split("Configuration")[0]  # no score-model wording
+    assert "sliced_wasserstein" in text

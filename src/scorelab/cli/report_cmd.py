@@ -79,12 +79,14 @@ def build_report(run_dir: Path, n: int, nfe: int, seed: int) -> str:
     parts: list[str] = []
 
     n_params = sum(p.numel() for p in model.parameters())
+    family = cfg.get("model", "score")
+    score = family == "score"
     summary = [
         ["data", f"{record['data']['name']} ({len(train)} training examples, event shape "
                  f"{tuple(record['data']['event_shape'])})"],
-        ["model", f"{cfg.get('model', 'score')}: {cfg['net']} ({n_params:,} parameters), "
-                  f"parameterization {cfg['parameterization']}"],
-        ["objective", cfg["objective"]],
+        ["model", f"{family}: {cfg['net']} ({n_params:,} parameters)"
+                  + (f", parameterization {cfg['parameterization']}" if score else "")],
+        ["objective", cfg["objective"] if score else f"the {family.upper()}'s own loss"],
         ["versions", ", ".join(f"{k} {v}" for k, v in record["versions"].items())],
     ]  # fmt: skip
     parts.append("<h2>Run</h2>" + table(None, summary, cls="summary"))
