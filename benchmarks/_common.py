@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import importlib
 import math
 import os
 import platform
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,3 +91,16 @@ def emit(text: str, out: Path | None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(f"wrote {out}")
+
+
+def run_meta(quick: bool, start: float, load_start: float, **extra: Any) -> dict[str, Any]:
+    """What every report's header states about its run: flags, date, minutes since ``start``
+    (a ``time.perf_counter()``), and the load average at the start and now."""
+    return {
+        "args": " --quick" if quick else "",
+        "date": datetime.date.today().isoformat(),
+        "minutes": (time.perf_counter() - start) / 60,
+        "load_start": load_start,
+        "load_end": os.getloadavg()[0],
+        **extra,
+    }

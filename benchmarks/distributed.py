@@ -19,7 +19,6 @@ a machine with CUDA the same tables are measured on the GPU (one process per GPU
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
 import json
 import os
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import emit, fmt, machine, versions
+from _common import emit, fmt, machine, run_meta, versions
 
 import scorelab
 
@@ -447,15 +446,7 @@ def main() -> None:
     print(f"load average at start: {load_start:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         found = measure(plan, device, world, Path(tmp))
-    meta = {
-        "args": " --quick" if args.quick else "",
-        "date": datetime.date.today().isoformat(),
-        "minutes": (time.perf_counter() - start) / 60,
-        "load_start": load_start,
-        "load_end": os.getloadavg()[0],
-        "plan": plan,
-        "device": device,
-    }
+    meta = run_meta(args.quick, start, load_start, plan=plan, device=device)
     emit(report(found, meta) + "\n", out)
 
 

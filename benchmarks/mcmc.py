@@ -19,7 +19,6 @@ measured (thread count, float64, a one-pass closed-form density, ``torch.compile
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib
 import math
 import os
@@ -33,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import CompileClock, emit, fmt, import_peer, machine, torch_threads, versions
+from _common import CompileClock, emit, fmt, import_peer, machine, run_meta, torch_threads, versions
 from torch import Tensor
 
 import scorelab
@@ -752,14 +751,7 @@ def main() -> None:
     start, load_start, threads = time.perf_counter(), os.getloadavg()[0], torch.get_num_threads()
     peers = load_peers()
     rows = [row for problem in PROBLEMS for row in measure(problem, steps, peers)]
-    meta = {
-        "args": " --quick" if args.quick else "",
-        "date": datetime.date.today().isoformat(),
-        "minutes": (time.perf_counter() - start) / 60,
-        "load_start": load_start,
-        "load_end": os.getloadavg()[0],
-        "threads": threads,
-    }
+    meta = run_meta(args.quick, start, load_start, threads=threads)
     text = report(rows, peers, steps, meta)
     emit(text, out)
 

@@ -23,7 +23,6 @@ splits a step into phases and operator kinds.
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
 import os
 import statistics
@@ -36,7 +35,7 @@ from types import ModuleType
 from typing import Any
 
 import torch
-from _common import emit, fmt, machine, torch_threads, versions
+from _common import emit, fmt, machine, run_meta, torch_threads, versions
 from _peers import load_diffusers
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -705,14 +704,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows = measure(dataset, diffusers, plan, tmp)
         found = run_profile(dataset, diffusers, plan, tmp)
-    meta = {
-        "args": " --quick" if args.quick else "",
-        "date": datetime.date.today().isoformat(),
-        "minutes": (time.perf_counter() - start) / 60,
-        "load_start": load_start,
-        "load_end": os.getloadavg()[0],
-        "plan": plan,
-    }
+    meta = run_meta(args.quick, start, load_start, plan=plan)
     print(f"load average at end: {meta['load_end']:.2f}")
     text = report(rows, found, peers, meta) + "\n"
     emit(text, out)

@@ -416,22 +416,9 @@ def random_walk(out: Path, *, quick: bool = False, seed: int = 0) -> DemoResult:
     ax[1].set(xlabel="step t", ylabel="variance", title="spread grows like sqrt(t) without score")
     ax[1].legend(frameon=False, fontsize=8)
     grid = np.linspace(-8, 8, 400)
-    ax[2].hist(
-        w[:, -1].numpy(),
-        bins=60,
-        range=(-8, 8),
-        density=True,
-        alpha=0.5,
-        label=f"Brownian at t = {steps}",
-    )
-    ax[2].hist(
-        lg[:, -1].numpy(),
-        bins=60,
-        range=(-8, 8),
-        density=True,
-        alpha=0.5,
-        label=f"Langevin at t = {steps}",
-    )
+    for chains_x, name in ((w, "Brownian"), (lg, "Langevin")):
+        ax[2].hist(chains_x[:, -1].numpy(), bins=60, range=(-8, 8), density=True, alpha=0.5,
+                   label=f"{name} at t = {steps}")  # fmt: skip
     ax[2].plot(grid, np.exp(-(grid**2) / 2) / math.sqrt(2 * math.pi), "k", label="p = N(0, 1)")
     ax[2].legend(frameon=False, fontsize=8)
     ax[2].set_title("only Langevin settles on p")
