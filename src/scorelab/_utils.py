@@ -83,7 +83,53 @@ def append_dims(t: Tensor, ndim: int) -> Tensor:
 LOG_2PI = math.log(2 * math.pi)
 
 
+class DrawSource:
+    """A stand-in for a ``torch.Generator`` that ``randn`` and ``rand`` recognize.
+
+    The MCMC runner draws a block's random numbers up front from the user's generator and hands
+    them to the kernels through one of these, so a kernel keeps calling ``randn(shape,
+    generator, ...)`` unchanged while running inside a compiled block (``scorelab.mcmc.runner``).
+    """
+
+    def draw(self, kind: str, shape: tuple[int, ...], dtype, device) -> Tensor:
+        raise NotImplementedError
+
+
+class PreDrawn(DrawSource):
+    """Hands out ``draws`` in order, one tensor per ``randn``/``rand`` call (pure: no
+    generator state, so it can live inside a compiled graph)."""
+
+    def __init__(self, draws: list[Tensor] | tuple[Tensor, ...]):
+        self.draws, self.i = draws, 0
+
+    def draw(self, kind: str, shape: tuple[int, ...], dtype, device) -> Tensor:
+        if self.i >= len(self.draws):
+            raise RuntimeError(
+                "the kernel drew more random numbers than its recorded dry run: a kernel run in "
+                "compiled blocks must draw the same shapes every transition (mark it "
+                "compilable=False otherwise)"
+            )
+        t = self.draws[self.i]
+        self.i += 1
+        return t
+
+
+class DrawRecorder(DrawSource):
+    """Draws from ``generator`` like ``randn``/``rand`` and records each call's
+    ``(kind, shape, dtype)``: the dry run that tells the runner what to pre-draw per block."""
+
+    def __init__(self, generator: torch.Generator | None):
+        self.generator, self.calls = generator, []
+
+    def draw(self, kind: str, shape: tuple[int, ...], dtype, device) -> Tensor:
+        self.calls.append((kind, tuple(shape), dtype))
+        fn = torch.randn if kind == "randn" else torch.rand
+        return _draw(fn, shape, self.generator, dtype, device)
+
+
 def _draw(fn, shape, generator, dtype, device) -> Tensor:
+    if isinstance(generator, DrawSource):
+        return generator.draw("randn" if fn is torch.randn else "rand", shape, dtype, device)
     gen_device = generator.device if generator is not None else device
     return fn(shape, generator=generator, dtype=dtype, device=gen_device).to(device)
 
@@ -106,3 +152,24 @@ def rand(
 ) -> Tensor:
     """Uniform [0, 1) draws from ``generator`` (on its own device), moved to ``device``."""
     return _draw(torch.rand, shape, generator, dtype, device)
+
+
+def device_problem(device: torch.device) -> str | None:
+    """Why ``device`` cannot be used on this machine (e.g. no CUDA), or ``None`` if it can."""
+    if device.type in ("cpu", "meta"):
+        return None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return "CUDA is not available on this machine"
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            return f"this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}"
+        return None
+    if device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        return None if mps and mps.is_available() else "MPS is not available on this machine"
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as err:
+        return f"{device.type} is not usable here ({err})"
+    return None

@@ -1,8 +1,9 @@
 """Render a local HTML file in headless Chromium: the DOM after layout, and a screenshot.
 
-Chromium is installed by ``.ci/run`` (Debian package ``chromium``); tests that need it skip
-with a reason where it is missing. Network is disabled so a page that fetches anything shows
-broken images, which the tests detect through ``naturalWidth``.
+Chromium is installed by ``scripts/test.sh`` (Debian package ``chromium``, when run as root,
+as ``.ci/run`` does); tests that need it skip with a reason where it is missing. Network is
+disabled so a page that fetches anything shows broken images, which the tests detect through
+``naturalWidth``.
 """
 
 from __future__ import annotations

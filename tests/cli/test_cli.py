@@ -90,9 +90,33 @@ def test_quickstart_quick(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "check against the exact moments" in text and "memorization ratio" in text
     assert "Tweedie denoising at sigma 0.5" in text
-    for name in ("quickstart.png", "mcmc.png", "report.txt", "run.json"):
+    for name in ("quickstart.png", "mcmc.png", "report.txt", "run.json", "metrics.json"):
         assert (tmp_path / name).exists()
     assert (tmp_path / "digits" / "config.json").exists()
+    # every printed number is in metrics.json, which run.json names
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert "metrics.json" in json.loads((tmp_path / "run.json").read_text())["outputs"]
+    report = (tmp_path / "report.txt").read_text()
+    moons, digits = metrics["moons"], metrics["digits"]
+    assert f"data-vs-data floor {moons['floor']['sliced_wasserstein']:.4f}" in report
+    assert f"memorization ratio {digits['metrics']['memorization_ratio']:.3f}" in report
+    for check in metrics["mcmc"]["check"]:
+        assert f"{check['moment']}  exact {check['exact']:8.4f}" in report
+    test_bpd = digits["bits_per_dim"]["test"]["bits_per_dim"]
+    assert f"bits/dim on 8 test examples {test_bpd:.3f}" in report
+    psnr = digits["denoising_psnr"][1]
+    assert (
+        f"sigma 0.5: PSNR {psnr['psnr_noisy_db']:.2f} -> {psnr['psnr_denoised_db']:.2f}" in report
+    )
+    assert f"total time {metrics['total_s']:.0f} s" in report
+    # scorelab report finds the bits/dim the quickstart computed
+    assert main(["report", str(tmp_path / "digits"), "-n", "16", "--nfe", "3"]) == 0
+    page = (tmp_path / "digits" / "report.html").read_text()
+    assert "Not computed" not in page
+    assert f'<td>bits_per_dim</td><td class="num">{test_bpd:.4g}</td>' in page
+    # the folder now holds a run: a second quickstart into it is refused, naming the fixes
+    with pytest.raises(SystemExit, match="pass --overwrite to replace it"):
+        main(["quickstart", "--quick", "--out", str(tmp_path)])
 
 
 def test_train_sample_denoise_round_trip(tmp_path, capsys):

@@ -64,7 +64,11 @@ def test_npz_string_labels_become_class_names(tmp_path):
         ({"x": np.ones(3)}, {"key": "z"}, r"no array named 'z' \(key\); the file holds x"),
         ({"x": np.ones(3)}, {"labels_key": "t"}, r"no array named 't' \(labels_key\)"),
         ({"x": np.array(["a", "b"])}, {}, r"dtype <U1; expected numbers"),
-        ({"x": np.ones(3), "y": np.array([0.5, 1, 2])}, {}, r"label 0 is 0.5.*integer class"),
+        (
+            {"x": np.ones(3), "y": np.array([0.5, 1, 2])},
+            {},
+            r"label of example 1 \(counting from 1\) is 0.5.*integer",
+        ),
     ],
 )
 def test_npz_errors(tmp_path, arrays, kwargs, match):

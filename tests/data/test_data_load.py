@@ -135,15 +135,18 @@ def test_validation_runs_before_returning(tmp_path):
     with pytest.raises(ValueError) as info:
         load(tmp_path / "nan.npy")
     assert str(info.value).startswith(f"{tmp_path / 'nan.npy'}: 1 NaN/inf value(s)")
-    assert "example 4" in str(info.value)
-    # with n, indices still refer to the whole file
-    with pytest.raises(ValueError, match=r"first is example 4"):
+    assert "example 5 (counting from 1; x[4, 1] = nan)" in str(info.value)
+    # with n, example numbers still refer to the whole file
+    with pytest.raises(ValueError, match=r"first is example 5 \(counting from 1"):
         load(tmp_path / "nan.npy", n=3)
     np.save(tmp_path / "flat.npy", np.arange(5.0))
     with pytest.raises(ValueError, match=r"flat.npy: the data has shape \(5,\).*reshape\(-1, 1\)"):
         load(tmp_path / "flat.npy")
     np.savez(tmp_path / "lab.npz", x=np.random.default_rng(0).normal(size=(3, 2)), y=[0, -2, 1])
-    with pytest.raises(ValueError, match=r"lab.npz: 1 label\(s\) out of range.*label 1 = -2"):
+    with pytest.raises(
+        ValueError,
+        match=r"lab.npz: 1 label\(s\) out of range.*label of example 2 \(counting from 1\), -2",
+    ):
         load(tmp_path / "lab.npz")
     with pytest.raises(ValueError, match=r"ring: only 1 example"):
         load("ring", n=1)

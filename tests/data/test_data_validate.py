@@ -40,7 +40,7 @@ def test_valid_data_passes():
             {},
             [
                 "2 NaN/inf value(s) in 2 of 6 examples",
-                "first is example 3 (index (3, 1) = nan)",
+                "first is example 4 (counting from 1; x[3, 1] = nan)",
                 "remove or impute those examples",
             ],
         ),
@@ -49,7 +49,11 @@ def test_valid_data_passes():
             torch.stack([torch.arange(4.0), torch.ones(4), torch.arange(4.0) ** 2], 1),
             None,
             {},
-            ["1 of 3 feature(s) have zero variance", "column(s) 1", "x = x[:, x.std(0) > 0]"],
+            [
+                "1 of 3 feature(s) have zero variance",
+                "column(s) 2 (counting from 1)",
+                "x = x[:, x.std(0) > 0]",
+            ],
         ),
         (torch.ones(3, 1, 2, 2), None, {}, ["all 3 examples are identical", "right file, key"]),
         (
@@ -67,7 +71,7 @@ def test_valid_data_passes():
             {"num_classes": 3},
             [
                 "2 label(s) out of range (labels must lie in 0..2)",
-                "first is label 3 = 7",
+                "first is the label of example 4 (counting from 1), 7",
                 "remap the labels",
                 "pass the right num_classes",
             ],
@@ -76,13 +80,21 @@ def test_valid_data_passes():
             vectors(),
             torch.tensor([0, 1, -1, 0, 1, 0]),
             {},
-            ["labels must be >= 0", "label 2 = -1", "torch.unique(labels, return_inverse=True)"],
+            [
+                "labels must be >= 0",
+                "label of example 3 (counting from 1), -1",
+                "torch.unique(labels, return_inverse=True)",
+            ],
         ),
         (
             vectors(),
             torch.tensor([0, 0.5, 1, 0, 1, 0]),
             {},
-            ["whole numbers", "label 1 is 0.5", "pass integer class indices"],
+            [
+                "whole numbers",
+                "label of example 2 (counting from 1) is 0.5",
+                "integer class indices",
+            ],
         ),
         (vectors(), np.array(["a"] * 6, dtype=object), {}, ["integer class indices"]),
     ],

@@ -30,7 +30,10 @@ from scorelab.densities import Funnel, Gaussian, GaussianMixture, Laplace, make
         (lambda: Laplace(0), r"dim must be a positive int"),
         (lambda: Funnel(1), r"dim must be >= 2"),
         (lambda: make("nope"), r"unknown density 'nope'; choose one of gaussian"),
-        (lambda: make("banana", dim=3), r"bad parameters for density 'banana'"),
+        (
+            lambda: make("banana", dim=3),
+            r"density 'banana' has no parameter 'dim'; its parameters are a \(default 1.0\), b ",
+        ),
     ],
 )
 def test_constructor_errors(build, match):

@@ -1,23 +1,42 @@
-"""A training process killed with SIGKILL at arbitrary moments resumes with nothing lost."""
+"""A training process killed with SIGKILL at arbitrary moments resumes with nothing lost, and
+one stopped by SIGINT, SIGTERM or SIGUSR1 saves a checkpoint, exits 128 + signum and resumes.
+Every process a test starts is killed in a ``finally``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from scorelab.training import load_model
+import pytest
+
+from scorelab.training import load_model, resume
 from scorelab.training.checkpoint import load_checkpoint, verify
 
 
-def _start(args: list[str]) -> subprocess.Popen:
+def _ignore_sigint() -> None:
+    """What a shell does to a background job: SIGINT inherited as ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _started(args: list[str]) -> Iterator[subprocess.Popen]:
+    """``python -m scorelab ARGS`` as a background job; killed on the way out, whatever happens."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "scorelab", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "scorelab", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_ignore_sigint)  # fmt: skip
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.communicate()
 
 
 def _wait_for_checkpoints(run: Path, count: int, timeout: float = 120) -> None:
@@ -35,11 +54,12 @@ def test_sigkill_during_training_and_checkpointing_then_resume(tmp_path):
     args = ["train", "--data", "moons", "--n", "500", "--steps", "100000", "--batch-size", "32",
             "--checkpoint-every", "1", "--out", str(run)]  # fmt: skip
     for delay in (0.0, 0.37, 0.81):
-        proc = _start(args if delay == 0 else ["train", "--resume", str(run), "--steps", "100000"])
-        _wait_for_checkpoints(run, 1)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        again = ["train", "--resume", str(run), "--steps", "100000"]
+        with _started(args if delay == 0 else again) as proc:
+            _wait_for_checkpoints(run, 1)
+            time.sleep(delay)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
         # whatever was interrupted, the newest complete checkpoint loads and verifies
         _, meta, _ = load_checkpoint(run)
         assert meta["step"] >= 1
@@ -47,8 +67,9 @@ def test_sigkill_during_training_and_checkpointing_then_resume(tmp_path):
     assert kept and all(verify(p) is None for p in kept)  # only complete folders get the name
     # a final resume runs to completion from where the last kill left it
     target = meta["step"] + 3
-    done = _start(["train", "--resume", str(run), "--steps", str(target)])
-    assert done.wait(timeout=120) == 0, done.stderr.read().decode()
+    with _started(["train", "--resume", str(run), "--steps", str(target)]) as done:
+        _, err = done.communicate(timeout=120)
+        assert done.returncode == 0, err.decode()
     _, meta_end, skipped = load_checkpoint(run)
     assert meta_end["step"] == target and not skipped
     _, record = load_model(run)
@@ -58,15 +79,27 @@ def test_sigkill_during_training_and_checkpointing_then_resume(tmp_path):
     )
 
 
-def test_sigint_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGUSR1"])
+def test_a_stop_signal_saves_a_checkpoint_exits_128_plus_signum_and_resumes(tmp_path, sig):
+    """Ctrl-C, a scheduler's SIGTERM and Slurm's SIGUSR1 warning: the step ends, a checkpoint is
+    written (not by the schedule: checkpoint_every is never reached), the exit code is
+    128 + signum, and the run continues from that step. SIGINT is delivered to a process that
+    inherited it as ignored, as a background job does."""
+    signum = getattr(signal, sig)
     run = tmp_path / "run"
-    proc = _start(["train", "--data", "moons", "--n", "500", "--steps", "100000", "--batch-size",
-                   "32", "--checkpoint-every", "100000", "--out", str(run)])  # fmt: skip
-    deadline = time.time() + 120
-    while not (run / "log.csv").exists() and time.time() < deadline:  # training has started
-        time.sleep(0.05)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 130, proc.stderr.read().decode()
-    _, meta, skipped = load_checkpoint(run)  # saved on the way out, not by the schedule
+    args = ["train", "--data", "moons", "--n", "500", "--steps", "100000", "--batch-size", "32",
+            "--checkpoint-every", "100000", "--out", str(run)]  # fmt: skip
+    with _started(args) as proc:
+        deadline = time.time() + 120
+        while not (run / "log.csv").exists() and time.time() < deadline:  # training started
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signum, err.decode()
+    _, meta, skipped = load_checkpoint(run)
     assert meta["step"] >= 1 and not skipped
+    assert f"stopped by {sig} at step {meta['step']}" in out.decode()
+    assert f"scorelab train --resume {run}" in out.decode()
+    res = resume(run, steps=meta["step"] + 2, progress=False)
+    assert res.step == meta["step"] + 2 and len(res.losses) == 2

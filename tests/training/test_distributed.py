@@ -14,11 +14,14 @@ steps the weights of this run differ by at most ~1e-7 (measured 6e-8), so atol 1
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +58,16 @@ def _torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env["OMP_NUM_THREADS"] = "1"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
            "2", "-m", "scorelab", *args]  # fmt: skip
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+    # its own process group: torchrun's workers die with it if the test fails or times out
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=180)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    done = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
     return done
 
@@ -199,3 +211,34 @@ def test_one_process_is_rank_zero_of_one():
     assert [distributed.share(11, r, 2) for r in range(2)] == [(0, 6), (6, 5)]
     seeds = {distributed.rank_seed(s, r) for s in range(3) for r in range(3)}
     assert len(seeds) == 9 and distributed.rank_seed(1, 2) == distributed.rank_seed(1, 2)
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_stops_every_rank_at_one_step_with_a_checkpoint(tmp_path):
+    """A scheduler's SIGTERM reaches torchrun, which passes it to the ranks: they agree on the
+    step to stop at (no rank waits in a collective for another), save one checkpoint, and the
+    run resumes at world size one."""
+    run = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+           "2", "-m", "scorelab", "train", "--data", "moons", "--num-examples", "400",
+           "--steps", "100000", "--batch-size", "32", "--checkpoint-every", "100000",
+           "--out", str(run)]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.time() + 180
+        while not (run / "log.csv").exists() and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    _, meta, skipped = load_checkpoint(run)
+    assert meta["world_size"] == 2 and meta["step"] >= 1 and not skipped, err[-3000:]
+    assert f"stopped by SIGTERM at step {meta['step']}" in out
+    assert resume(run, steps=meta["step"] + 2, progress=False).step == meta["step"] + 2

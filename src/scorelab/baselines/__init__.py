@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from scorelab.baselines._base import Baseline, unwrap
 from scorelab.baselines.coverage import ModeCoverage, mode_coverage
@@ -37,6 +36,7 @@ from scorelab.baselines.gan import GAN, gan_loss
 from scorelab.baselines.vae import VAE, vae_loss
 from scorelab.data import quantization_step
 from scorelab.diffusion.api import SampleResult
+from scorelab.progress import progress as progress_counter
 
 KINDS: dict[str, type[Baseline]] = {"vae": VAE, "gan": GAN, "dae": DAE}
 LOSSES: dict[str, Callable[..., Tensor]] = {"vae": vae_loss, "gan": gan_loss, "dae": dae_loss}
@@ -145,9 +145,7 @@ def sample(
         raise ValueError(f"n must be a positive int (number of samples); got {n!r}")
     out, start = [], time.perf_counter()
     batches = math.ceil(n / batch_size)
-    with tqdm(
-        total=batches, desc=inner.kind, disable=None if progress is None else not progress
-    ) as bar:
+    with progress_counter(batches, inner.kind, unit="batch", show=progress) as bar:
         for b in range(batches):
             m = min(batch_size, n - b * batch_size)
             out.append(inner.sample(m, generator=generator).cpu())

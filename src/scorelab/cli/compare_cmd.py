@@ -26,20 +26,22 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from matplotlib.figure import Figure
-from tqdm.auto import tqdm
+from scorelab.cli.common import (
+    add_overwrite,
+    fail,
+    load_run_data,
+    out_dir,
+    to_unit_interval,
+    write_run_record,
+)
+from scorelab.cli.names import DATASETS
 
-from scorelab import baselines, diffusion
-from scorelab.cli.common import fail, load_run_data, out_dir, to_unit_interval, write_run_record
-from scorelab.data import DATASETS, TOY_NAMES, quantization_step
-from scorelab.diffusion.likelihood import nats_to_bits_per_dim
-from scorelab.metrics import DESCRIPTIONS, evaluate, train_classifier
-from scorelab.nets import num_parameters
-from scorelab.training import TrainConfig, load_model, train
-from scorelab.viz import draw_grid, scatter_2d
+if TYPE_CHECKING:
+    import torch
+
+    from scorelab.training import TrainConfig
 
 FAMILIES = ("score", "vae", "gan", "dae")
 TITLES = {
@@ -96,9 +98,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "compare",
         help="train a score model, VAE, GAN and DAE on one data set and compare them",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", default="moons", choices=list(DATASETS),
+    p.add_argument("--data", default="moons", choices=DATASETS,
                    help="a built-in data set (default moons)")  # fmt: skip
     p.add_argument("--out", default=None, help="output folder (default scorelab-out/compare-DATA)")
     p.add_argument("--models", default=",".join(FAMILIES),
@@ -110,8 +111,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="held-out examples for the likelihoods (default 200)")  # fmt: skip
     p.add_argument("--iwae-k", dest="iwae_k", type=int, default=1000,
                    help="importance samples of the VAE's IWAE bound (default 1000)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="auto", help="training device: auto, cpu, cuda, mps")
+    add_overwrite(p)
     p.add_argument("--retrain", action="store_true",
                    help="train again even if --out holds finished runs")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="tiny budgets (a smoke test, not a result)")
@@ -145,6 +147,9 @@ def _width_key(net: str) -> str:
 def match_width(family: str, data, net: str, target: int, seed: int) -> dict[str, Any]:
     """``net_kwargs`` giving a ``family`` baseline about ``target`` parameters: the width
     (``hidden`` for MLPs, ``channels`` for conv nets) found by bisection."""
+    from scorelab import baselines
+    from scorelab.nets import num_parameters
+
     key = _width_key(net)
 
     def count(width: int) -> int:
@@ -166,8 +171,11 @@ def plan(
     data_name: str, s: Setting, folder: Path, models: list[str], args
 ) -> dict[str, TrainConfig]:
     """One ``TrainConfig`` per family: the shared budget, the family's net and learning rate."""
+    import torch
+
     from scorelab.data import load
-    from scorelab.training import build_model
+    from scorelab.nets import num_parameters
+    from scorelab.training import TrainConfig, build_model
 
     common = dict(data=data_name, n=s.n, steps=s.steps, batch_size=s.batch_size, net=s.net,
                   seed=args.seed, device=args.device,
@@ -204,10 +212,12 @@ def train_or_load(
     cfg: TrainConfig, retrain: bool
 ) -> tuple[torch.nn.Module, dict, float | None, bool]:
     """``(EMA model on the CPU, run record, training seconds, loaded?)``."""
+    from scorelab.training import load_model, train
+
     run_dir = Path(cfg.out)
     timing = run_dir / "compare-timing.json"
     if not retrain and _finished(run_dir, cfg):
-        model, record = load_model(run_dir)
+        model, record = load_model(run_dir, device="cpu")
         try:
             seconds = json.loads(timing.read_text())["train_s"]
         except (OSError, ValueError, KeyError):
@@ -226,13 +236,17 @@ def train_or_load(
     train(cfg, progress=None)
     seconds = time.perf_counter() - start
     timing.write_text(json.dumps({"train_s": seconds}) + "\n")
-    model, record = load_model(run_dir)
+    model, record = load_model(run_dir, device="cpu")
     return model, record, seconds, False
 
 
 # -- evaluation -----------------------------------------------------------------------------
 def draw_samples(family: str, model, n: int, seed: int) -> tuple[torch.Tensor, float, int]:
     """``(samples in model units, seconds, network evaluations per sample)``."""
+    import torch
+
+    from scorelab import baselines, diffusion
+
     gen = torch.Generator().manual_seed(seed)
     if family == "score":
         res = diffusion.sample(model, n, sampler="heun", nfe=35, process="edm", generator=gen)
@@ -249,6 +263,11 @@ def likelihood(
     For discrete data (``bin_width``) ``x`` is already uniformly dequantized and bits/dim is
     ``-(log p + d log bin_width) / (d ln 2)``, a bound on the discrete NLL (Theis et al. 2016).
     """
+    import torch
+
+    from scorelab import diffusion
+    from scorelab.diffusion.likelihood import nats_to_bits_per_dim
+
     d = math.prod(x.shape[1:])
 
     def bpd(nats: float) -> float:
@@ -292,6 +311,8 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 def tables(rows: list[dict], data_name: str, s: Setting) -> str:
     """The markdown report: sample quality, then likelihood and cost."""
+    from scorelab.metrics import DESCRIPTIONS
+
     metric_keys = [k for k in DESCRIPTIONS if any(k in r["metrics"] for r in rows)]
     head = ["model", *metric_keys]
     lines = [f"### {data_name}: sample quality against held-out data", "",
@@ -323,6 +344,10 @@ def tables(rows: list[dict], data_name: str, s: Setting) -> str:
 
 def picture(samples: dict[str, torch.Tensor], held, data_name: str, path: Path) -> None:
     """Samples side by side: scatter plots over held-out data (2-D) or image grids."""
+    from matplotlib.figure import Figure
+
+    from scorelab.viz import draw_grid, scatter_2d
+
     names = list(samples)
     image = held.x.ndim == 4
     fig = Figure(figsize=(2.6 * (len(names) + image), 2.9 if image else 2.8), layout="constrained")
@@ -351,6 +376,13 @@ def picture(samples: dict[str, torch.Tensor], held, data_name: str, path: Path) 
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from scorelab.data import TOY_NAMES, quantization_step
+    from scorelab.metrics import evaluate, train_classifier
+    from scorelab.nets import num_parameters
+    from scorelab.progress import progress
+
     data_name = args.data
     if data_name not in TOY_NAMES and data_name != "digits":
         fail(f"--data {data_name!r} has no held-out split; use digits or a toy set")
@@ -361,7 +393,9 @@ def run(args: argparse.Namespace) -> int:
     for name in ("ll_examples", "iwae_k"):
         if getattr(args, name) < 1:
             fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
-    folder = out_dir(args.out or f"scorelab-out/compare-{data_name}")
+    # a folder of an earlier compare is reused: its finished runs with the same settings load
+    folder = out_dir(args.out or f"scorelab-out/compare-{data_name}", "compare", args.overwrite,
+                     reuse=True)  # fmt: skip
     try:
         s = setting_for(data_name, args)
         cfgs = plan(data_name, s, folder, models, args)
@@ -371,7 +405,7 @@ def run(args: argparse.Namespace) -> int:
     iwae_k = min(args.iwae_k, 20) if args.quick else args.iwae_k
     args.iwae_k = iwae_k
 
-    stages = tqdm(total=2 * len(models) + 2, desc="compare", unit="stage")
+    stages = progress(2 * len(models) + 2, "compare", unit="stage")
     rows: list[dict] = []
     samples: dict[str, torch.Tensor] = {}
     trained: dict[str, tuple] = {}

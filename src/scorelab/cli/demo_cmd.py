@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from scorelab.cli.common import fail, out_dir
+from scorelab.cli.common import add_overwrite, fail, out_dir, write_run_record
+from scorelab.cli.names import DEMOS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``scorelab demo [NAME ...] [--list] [--all] [--out DIR] [--quick] [--seed N]``."""
-    from scorelab.demos import DEMOS
-
     p = sub.add_parser(
         "demo",
         help="run a demonstration: pictures and the measured claim behind them",
@@ -25,8 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list", action="store_true", help="list the demos, one line each")
     p.add_argument("--all", action="store_true", help="run every demo and write index.html")
     p.add_argument("--out", default="scorelab-out/demos", help="output folder")
+    add_overwrite(p)
     p.add_argument("--quick", action="store_true", help="smaller runs (a smoke test)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.set_defaults(run=run)
 
 
@@ -48,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
             check_name(name)
         except ValueError as err:
             fail(err)
-    folder = out_dir(args.out)
+    folder = Path(args.out)
+    for name in DEMOS if args.all else args.names:  # each demo's folder holds one run
+        out_dir(folder / name, "demo", args.overwrite)
     if args.all or len(args.names) > 1:
         results, index = run_all(
             folder, names=None if args.all else args.names, quick=args.quick, seed=args.seed
@@ -56,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         results, index = [run_demo(args.names[0], folder, quick=args.quick, seed=args.seed)], None
     for res in results:
+        write_run_record(folder / res.name, "demo", vars(args) | {"run": None})
         print(f"{res.name} ({res.seconds:.1f} s): {res.claim}")
         print("  wrote " + ", ".join(str(p) for p in res.paths))
     if index is not None:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from matplotlib.figure import Figure
+from scorelab.cli.common import add_device, choose_device, fail, load_run_data, to_unit_interval
 
-from scorelab.cli.common import fail, load_run_data, to_unit_interval
-from scorelab.metrics import psnr
-from scorelab.training import load_model
-from scorelab.tweedie import denoised_from_score
-from scorelab.viz import draw_grid
+if TYPE_CHECKING:
+    import torch
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,30 +20,48 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "split for digits), denoise with x + sigma^2 score(x, sigma), and report the PSNR of the "
         "noisy and denoised data (model units; images span [-1, 1], a range of 2).",
     )
-    p.add_argument("run_dir")
-    p.add_argument("--sigma", type=float, nargs="+", default=[0.1, 0.2, 0.5])
+    p.add_argument("run_dir", help="folder written by scorelab train")
+    p.add_argument("--sigma", type=float, nargs="+", default=[0.1, 0.2, 0.5],
+                   help="noise levels to add and remove (model units)")  # fmt: skip
     p.add_argument("-n", type=int, default=None, help="number of examples (default all)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default=None, help="picture (default RUN_DIR/denoise.png)")
+    add_device(p)
     p.set_defaults(run=run)
 
 
-@torch.no_grad()
 def tweedie_psnr(model, clean: torch.Tensor, sigmas: list[float], seed: int, data_range: float):
-    """Per sigma: (noisy, denoised, PSNR noisy, PSNR denoised) with PSNR averaged over examples."""
+    """Per sigma: (noisy, denoised, PSNR noisy, PSNR denoised) with PSNR averaged over examples;
+    computed on the model's device, the images returned on the CPU (noise drawn on the CPU)."""
+    import torch
+
+    from scorelab.metrics import psnr
+    from scorelab.tweedie import denoised_from_score
+
     gen = torch.Generator().manual_seed(seed)
+    clean = clean.cpu()
+    device = next(model.parameters()).device
     rows = []
     for sigma in sigmas:
         noisy = clean + sigma * torch.randn(clean.shape, generator=gen)
-        denoised = denoised_from_score(noisy, model.score(noisy, sigma), sigma)
+        with torch.no_grad():
+            score = model.score(noisy.to(device), sigma).cpu()
+        denoised = denoised_from_score(noisy, score, sigma)
         rows.append((noisy, denoised, psnr(noisy, clean, data_range).mean().item(),
                      psnr(denoised, clean, data_range).mean().item()))  # fmt: skip
     return rows
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+    from matplotlib.figure import Figure
+
+    from scorelab.training import load_model, read_run_config
+    from scorelab.viz import draw_grid
+
     try:
-        model, record = load_model(args.run_dir)
+        record = read_run_config(args.run_dir)
+        model, record = load_model(args.run_dir, device=choose_device(args.device, record))
         held = load_run_data(record, heldout=True)
     except ValueError as err:
         fail(err)

@@ -12,15 +12,15 @@ import argparse
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
+from scorelab.cli.common import add_data_key, add_device, choose_device, fail, load_run_data
 
-from scorelab.cli.common import fail, load_run_data
-from scorelab.data import TOY_NAMES, Dataset, Normalization, load, quantization_step
-from scorelab.diffusion import bits_per_dim, log_likelihood
-from scorelab.metrics import DESCRIPTIONS, FeatureClassifier, evaluate, train_classifier
-from scorelab.training import load_model, read_run_config
+if TYPE_CHECKING:
+    import torch
+
+    from scorelab.data import Dataset
+    from scorelab.metrics import FeatureClassifier
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "eval",
         help="metrics of samples against data, or likelihoods of a trained run",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("path", help="samples (.npz from scorelab sample, or .npy) or a run folder")
     p.add_argument(
@@ -54,15 +53,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="--nll: Hutchinson divergence (default: exact up to 16 dimensions)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--json", default=None, help="output JSON (default beside the input)")
+    add_data_key(p, "--reference or --nll")
+    add_device(p)
     p.set_defaults(run=run)
 
 
 # -- shared with quickstart and report --------------------------------------------------------
-def reference_data(spec: str | None, record: dict | None, n: int | None, seed: int) -> Dataset:
+def reference_data(
+    spec: str | None, record: dict | None, n: int | None, seed: int, data_key: str | None = None
+) -> Dataset:
     """Held-out data in the run's model units: the run's held-out part by default, a built-in
-    set (digits: test split; toy: a fresh draw), or a file normalized as the run's data."""
+    set (digits: test split; toy: a fresh draw), or a file normalized as the run's data
+    (``data_key``: its array, for an .npz with several)."""
+    import torch
+
+    from scorelab.data import TOY_NAMES, Dataset, Normalization, load
+
     norm = None if record is None else Normalization.from_dict(record["data"]["normalization"])
     if spec is None:
         if record is None:
@@ -71,6 +79,10 @@ def reference_data(spec: str | None, record: dict | None, n: int | None, seed: i
     else:  # digits: the test split; a toy set: a fresh draw; a file: all of it
         gen = torch.Generator().manual_seed(seed + 1)
         kwargs = {"n": n or 10_000} if spec in TOY_NAMES else {}
+        if data_key is not None:
+            if not spec.endswith(".npz"):
+                raise ValueError(f"--data-key picks an array of an .npz file; {spec} is not one")
+            kwargs["key"] = data_key
         held = load(spec, split="test", generator=gen, normalization=norm, **kwargs)
     if n is not None and n < len(held):
         held = Dataset(held.x[:n], None if held.labels is None else held.labels[:n],
@@ -81,6 +93,10 @@ def reference_data(spec: str | None, record: dict | None, n: int | None, seed: i
 
 def feature_classifier(train: Dataset, seed: int) -> FeatureClassifier | None:
     """A feature classifier trained on labelled image data (a few seconds on digits), else None."""
+    import torch
+
+    from scorelab.metrics import train_classifier
+
     if train.labels is None or train.x.ndim != 4:
         return None
     return train_classifier(train.x, train.labels, num_classes=train.num_classes,
@@ -93,20 +109,44 @@ def sample_metrics(
     train: Dataset | None,
     seed: int,
     requested_labels: torch.Tensor | None = None,
+    *,
+    device: torch.device | None = None,
+    notes: list[str] | None = None,
 ) -> tuple[dict[str, float], dict[str, float] | None]:
-    """(metrics of the samples, the same metrics of training data as samples: the data floor)."""
+    """(metrics of the samples, the data floor: the same metrics of as many training examples
+    in place of the samples, against the same held-out data; ``metrics.data_floor``). Warnings
+    about sizes too small for a metric are appended to ``notes``, or printed without it. On
+    ``device`` when given (the feature classifier trains there too)."""
+    import dataclasses
+
+    import torch
+
+    from scorelab.metrics import data_floor, evaluate, sample_size_warnings
+
+    if device is not None:
+        samples, held = samples.to(device), dataclasses.replace(held, x=held.x.to(device))
+        train = None if train is None else dataclasses.replace(train, x=train.x.to(device))
     clf = feature_classifier(train, seed) if train is not None else None
     gen = torch.Generator().manual_seed(seed)
-    kw = {"train": None if train is None else train.x, "classifier": clf, "generator": gen}
-    metrics = evaluate(samples, held.x, requested_labels=requested_labels, **kw)
+    metrics = evaluate(samples, held.x, train=None if train is None else train.x, classifier=clf,
+                       requested_labels=requested_labels, generator=gen, warn=False)  # fmt: skip
+    feature_dim = None if clf is None else clf.config()["feature_dim"]
+    small = sample_size_warnings(metrics, len(samples), feature_dim)
+    messages = [f"warning: {w}" for w in small]
     floor = None
     if train is not None:
         m = min(len(samples), len(train))
-        floor_x = train.x[torch.randperm(len(train), generator=gen)[:m]]
-        # held-out floor for memorization: fresh data at the same distance as held-out, by design
-        kw["generator"] = torch.Generator().manual_seed(seed)
-        floor = evaluate(floor_x, held.x, **kw)
-        floor.pop("memorization_ratio", None)
+        if m < len(samples):
+            messages.append(
+                f"note: the data floor uses all {m} training examples, fewer than the "
+                f"{len(samples)} samples; for a floor at the same size evaluate {m} samples"
+            )
+        floor = data_floor(train.x, held.x, m, classifier=clf,
+                           generator=torch.Generator().manual_seed(seed), warn=False)  # fmt: skip
+    for line in messages if notes is None else ():
+        print(line)
+    if notes is not None:
+        notes.extend(messages)
     return metrics, floor
 
 
@@ -114,6 +154,11 @@ def likelihood_table(model, data: Dataset, n: int, seed: int, hutchinson: bool) 
     """Mean log-likelihood (nats per example) with its standard error over the ``n`` examples;
     for integer-valued data (pixels) that of the uniformly dequantized data and the bits/dim
     bound it gives (``bits_per_dim``), one ODE solve per example either way."""
+    import torch
+
+    from scorelab.data import quantization_step
+    from scorelab.diffusion import bits_per_dim, log_likelihood
+
     x = data.x[:n].to(next(model.parameters()).device)
     gen = torch.Generator().manual_seed(seed)
     exact = False if hutchinson else None
@@ -139,6 +184,8 @@ def _mean_se(t: torch.Tensor) -> tuple[float, float]:
 
 def format_metrics(metrics: dict[str, float], floor: dict[str, float] | None) -> str:
     """A plain-text table: metric, value, data floor, meaning."""
+    from scorelab.metrics import DESCRIPTIONS
+
     lines = [f"  {'metric':20s} {'samples':>10s} {'data floor':>11s}  meaning"]
     for name, value in metrics.items():
         fl = "" if floor is None or name not in floor else f"{floor[name]:11.4g}"
@@ -150,6 +197,11 @@ def format_metrics(metrics: dict[str, float], floor: dict[str, float] | None) ->
 def _read_samples(path: Path) -> tuple[torch.Tensor, dict | None, torch.Tensor | None]:
     """(samples, run record or None, requested labels or None); samples in the run's model
     units when a record is present, else as stored (data units)."""
+    import numpy as np
+    import torch
+
+    from scorelab.training import read_run_config
+
     try:
         arrays = np.load(path)
     except (OSError, ValueError) as err:
@@ -170,6 +222,9 @@ def _read_samples(path: Path) -> tuple[torch.Tensor, dict | None, torch.Tensor |
 
 
 def run(args: argparse.Namespace) -> int:
+    from scorelab.data import Dataset, Normalization
+    from scorelab.training import load_model, read_run_config
+
     path = Path(args.path)
     result: dict = {"input": str(path)}
     try:
@@ -177,13 +232,14 @@ def run(args: argparse.Namespace) -> int:
             if not args.nll:
                 fail("a run folder needs --nll DATA (test, train, or a data set); to judge "
                      "samples, run scorelab sample first and pass the .npz")  # fmt: skip
-            model, record = load_model(path)
+            record = read_run_config(path)
+            model, record = load_model(path, device=choose_device(args.device, record))
             if args.nll == "test":
                 data = load_run_data(record, heldout=True)
             elif args.nll == "train":
                 data = load_run_data(record)
             else:
-                data = reference_data(args.nll, record, None, args.seed)
+                data = reference_data(args.nll, record, None, args.seed, args.data_key)
             table = likelihood_table(model, data, args.n or 200, args.seed, args.hutchinson)
             result["likelihood"] = table
             print(f"likelihood of {table['n']} examples of {table['data']} (probability-flow ODE)")
@@ -197,16 +253,25 @@ def run(args: argparse.Namespace) -> int:
             out = Path(args.json) if args.json else path / "eval.json"
         else:
             samples, record, labels = _read_samples(path)
-            held = reference_data(args.reference, record, args.n, args.seed)
+            held = reference_data(args.reference, record, args.n, args.seed, args.data_key)
             if record is None:  # samples in data units: compare in data units
                 held = Dataset(held.decode(held.x), held.labels, Normalization.identity(),
                                held.name, held.split)  # fmt: skip
             train = load_run_data(record) if record is not None else None
-            metrics, floor = sample_metrics(samples, held, train, args.seed, labels)
+            device = choose_device(args.device, record or {})
+            notes: list[str] = []
+            metrics, floor = sample_metrics(samples, held, train, args.seed, labels,
+                                            device=device, notes=notes)  # fmt: skip
+            floor_n = None if train is None else min(len(samples), len(train))
             result.update(reference=f"{held.name} ({held.split}, {len(held)} examples)",
-                          n_samples=len(samples), metrics=metrics, floor=floor)  # fmt: skip
-            print(f"{len(samples)} samples against {result['reference']}")
+                          n_samples=len(samples), metrics=metrics, floor=floor,
+                          floor_n=floor_n, warnings=notes)  # fmt: skip
+            print(f"{len(samples)} samples against {result['reference']}"
+                  + ("" if floor_n is None else f"; data floor: {floor_n} training examples "
+                     "against the same data"))  # fmt: skip
             print(format_metrics(metrics, floor))
+            for line in notes:
+                print(line)
             out = Path(args.json) if args.json else path.with_suffix(".eval.json")
     except ValueError as err:
         fail(err)

@@ -11,15 +11,20 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from matplotlib.figure import Figure
+from scorelab.cli.common import (
+    add_data_key,
+    add_device,
+    choose_device,
+    fail,
+    load_run_data,
+    to_unit_interval,
+)
+from scorelab.cli.names import INPAINT_METHODS
 
-from scorelab import diffusion
-from scorelab.cli.common import fail, load_run_data, to_unit_interval
-from scorelab.training import load_model
-from scorelab.viz import draw_grid
+if TYPE_CHECKING:
+    import torch
 
 REGIONS = ("left", "right", "top", "bottom", "center")
 
@@ -29,14 +34,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "inpaint",
         help="fill in hidden pixels or missing values with a trained run",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run_dir", help="folder written by scorelab train")
     p.add_argument(
         "--input",
         default=None,
-        help=".npy or .csv in the data's units; NaN marks values to fill in",
+        help=".npy, .npz or .csv in the data's units; NaN marks values to fill in",
     )
+    add_data_key(p, "--input")
     p.add_argument(
         "--mask",
         default="left",
@@ -49,19 +54,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="COLS",
         help="vectors: comma-separated known columns (default the first half)",
     )
-    p.add_argument("--method", default="replacement", choices=list(diffusion.INPAINT_METHODS),
+    p.add_argument("--method", default="replacement", choices=INPAINT_METHODS,
                    help="replacement (default), or posterior: exact for Gaussian data, but it "
                    "needs an accurate network Jacobian, which learned nets lack")  # fmt: skip
     p.add_argument("-n", type=int, default=16, help="held-out examples to inpaint")
     p.add_argument("--nfe", type=int, default=99, help="Heun network evaluations")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default=None, help="output .npz (default RUN_DIR/inpaint.npz)")
+    add_device(p)
     p.set_defaults(run=run)
 
 
 def region_mask(shape: tuple[int, ...], region: str) -> torch.Tensor:
     """1 = known, 0 = hidden, for an image ``[C, H, W]``: the named half (or centre square)
     is hidden."""
+    import torch
+
     _, h, w = shape
     hidden = torch.zeros(shape, dtype=torch.bool)
     if region == "left":
@@ -79,6 +87,8 @@ def region_mask(shape: tuple[int, ...], region: str) -> torch.Tensor:
 
 def column_mask(dim: int, known: str | None) -> torch.Tensor:
     """1 for the known columns of a vector of ``dim`` values."""
+    import torch
+
     if known is None:
         cols = list(range(dim // 2 or 1))
     else:
@@ -95,10 +105,22 @@ def column_mask(dim: int, known: str | None) -> torch.Tensor:
     return mask
 
 
-def read_input(path: Path, event_shape: tuple[int, ...]) -> torch.Tensor:
-    """Rows of ``path`` in the data's units, NaN where unknown."""
+def read_input(path: Path, event_shape: tuple[int, ...], key: str | None = None) -> torch.Tensor:
+    """Rows of ``path`` in the data's units, NaN where unknown; ``key``: the array of an .npz."""
+    import numpy as np
+    import torch
+
+    from scorelab.data import AmbiguousArrayError, load_array
+
+    if key is not None and path.suffix != ".npz":
+        raise ValueError(f"--data-key picks an array of an .npz file; {path} is not one")
     try:
-        arr = np.load(path) if path.suffix == ".npy" else np.genfromtxt(path, delimiter=",")
+        if path.suffix == ".npz":
+            arr = load_array(path, key=key).x.numpy()
+        else:
+            arr = np.load(path) if path.suffix == ".npy" else np.genfromtxt(path, delimiter=",")
+    except AmbiguousArrayError:
+        raise  # worded for the command line by fail()
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot read {path}: {err}") from err
     x = torch.as_tensor(np.asarray(arr, dtype=np.float32))
@@ -114,13 +136,22 @@ def read_input(path: Path, event_shape: tuple[int, ...]) -> torch.Tensor:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from matplotlib.figure import Figure
+
+    from scorelab import diffusion
+    from scorelab.training import load_model, read_run_config
+    from scorelab.viz import draw_grid
+
     try:
-        model, record = load_model(args.run_dir)
+        record = read_run_config(args.run_dir)
+        model, record = load_model(args.run_dir, device=choose_device(args.device, record))
         train = load_run_data(record)
         shape = train.event_shape
         truth = None
         if args.input:
-            raw = read_input(Path(args.input), shape)
+            raw = read_input(Path(args.input), shape, args.data_key)
             mask = (~torch.isnan(raw)).float()
             x = train.normalization.forward(torch.nan_to_num(raw)) * mask
         else:

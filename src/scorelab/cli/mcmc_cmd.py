@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
+from scorelab.cli.common import (
+    add_overwrite,
+    fail,
+    load_function,
+    out_dir,
+    parse_params,
+    write_run_record,
+)
+from scorelab.cli.names import DENSITIES, KERNELS
 
-from scorelab import densities, mcmc
-from scorelab.cli.common import load_function, out_dir, parse_params, write_run_record
-from scorelab.viz import plot_mcmc
+if TYPE_CHECKING:
+    from scorelab.densities import Density
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    names = ", ".join(densities.NAMED)
+    names = ", ".join(DENSITIES)
     p = sub.add_parser(
         "mcmc",
         help="sample a known density with MCMC and report diagnostics",
@@ -27,18 +34,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="density parameter, repeatable (e.g. --param dim=10)")  # fmt: skip
     p.add_argument("--dim", type=int, help="dimension, for a MODULE:FUNCTION target")
-    p.add_argument("--kernel", default="mala", choices=list(mcmc.KERNELS.keys() - {"sgld"}))
-    p.add_argument("--chains", type=int, default=16)
+    p.add_argument("--kernel", default="mala", choices=[k for k in KERNELS if k != "sgld"],
+                   help="MCMC kernel")  # fmt: skip
+    p.add_argument("--chains", type=int, default=16, help="independent chains")
     p.add_argument("--steps", type=int, default=2000, help="draws per chain after warm-up")
-    p.add_argument("--warmup", type=int, default=1000)
+    p.add_argument("--warmup", type=int, default=1000, help="warm-up (tuning) steps per chain")
     p.add_argument("--step-size", type=float, default=None, help="fixed step size (no tuning)")
     p.add_argument("--leapfrog", type=int, default=10, help="leapfrog steps per HMC iteration")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--target-accept", type=float, default=None,
+                   help="acceptance rate warm-up tunes to (default: the kernel's; raise it, "
+                   "e.g. 0.95, if there are divergences)")  # fmt: skip
+    p.add_argument("--dense-mass", action="store_true",
+                   help="Hamiltonian kernels: adapt a dense (full covariance) mass matrix")
+    p.add_argument("--compile", dest="compile", action="store_true", default=None,
+                   help="run blocks of transitions compiled (torch.compile; costs seconds once)")
+    p.add_argument("--no-compile", dest="compile", action="store_false",
+                   help="run eagerly (default: compile runs of >= 50,000 transitions)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default="scorelab-out/mcmc", help="output folder")
+    add_overwrite(p)
     p.set_defaults(run=run)
 
 
-def build_target(name: str, params: dict, dim: int | None) -> densities.Density:
+def build_target(name: str, params: dict, dim: int | None) -> Density:
+    from scorelab import densities
+
     if ":" in name:
         if dim is None:
             raise SystemExit("error: a MODULE:FUNCTION target needs --dim")
@@ -46,20 +66,28 @@ def build_target(name: str, params: dict, dim: int | None) -> densities.Density:
     try:
         return densities.make(name, **params)
     except ValueError as err:
-        raise SystemExit(f"error: {err}") from err
+        fail(err)
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from scorelab import mcmc
+    from scorelab.viz import plot_mcmc
+
     target = build_target(args.target, parse_params(args.param), args.dim)
-    folder = out_dir(args.out)
+    folder = out_dir(args.out, "mcmc", args.overwrite)
     try:
         res = mcmc.sample(
             target, args.kernel, chains=args.chains, steps=args.steps, warmup=args.warmup,
             step_size=args.step_size, n_leapfrog=args.leapfrog,
+            adapt_mass="dense" if args.dense_mass else None, target_accept=args.target_accept,
+            compile="auto" if args.compile is None else args.compile,
             generator=torch.Generator().manual_seed(args.seed),
         )  # fmt: skip
     except ValueError as err:
-        raise SystemExit(f"error: {err}") from err
+        fail(err)
     report = res.report()
     print(f"target: {target!r}\n{report}")
     np.savez(

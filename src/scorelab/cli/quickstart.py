@@ -14,19 +14,25 @@ Each run folder it writes can be used with `scorelab sample` and `scorelab denoi
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from matplotlib.figure import Figure
-
-from scorelab import densities, mcmc
-from scorelab.cli.common import load_run_data, out_dir, to_unit_interval, write_run_record
+from scorelab.cli.common import (
+    add_overwrite,
+    load_run_data,
+    out_dir,
+    to_unit_interval,
+    write_run_record,
+)
 from scorelab.cli.denoise_cmd import tweedie_psnr
 from scorelab.cli.eval_cmd import likelihood_table, sample_metrics
 from scorelab.cli.sample_cmd import generate
-from scorelab.training import TrainConfig, train
-from scorelab.viz import draw_grid, plot_samples_over_density, scatter_2d
+
+if TYPE_CHECKING:
+    from scorelab.densities import GaussianMixture
+    from scorelab.training import TrainConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,29 +40,44 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "quickstart",
         help="the main job: MCMC check, then train, sample and evaluate on moons and digits",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default="scorelab-out/quickstart", help="output folder")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--quick", action="store_true", help="tiny budgets (a smoke test, not a result)")
+    add_overwrite(p)
     p.set_defaults(run=run)
 
 
-def mixture() -> densities.GaussianMixture:
+def mixture() -> GaussianMixture:
     """Three components, one of them elongated and tilted."""
+    import torch
+
+    from scorelab import densities
+
     tilted = torch.tensor([[1.0, 0.7], [0.7, 0.8]])
     covs = torch.stack([tilted, 0.3 * torch.eye(2), torch.diag(torch.tensor([0.2, 1.0]))])
     return densities.GaussianMixture([0.5, 0.3, 0.2], [[-1.5, -0.5], [1.5, 1.5], [2.0, -1.5]], covs)
 
 
-def mcmc_check(folder: Path, seed: int, quick: bool) -> list[str]:
-    """MALA on the mixture: estimated mean and variance against the exact ones, in MCSE units."""
+def mcmc_check(folder: Path, seed: int, quick: bool) -> tuple[list[str], dict]:
+    """MALA on the mixture: estimated mean and variance against the exact ones, in MCSE units;
+    the printed lines and their numbers."""
+    import torch
+    from matplotlib.figure import Figure
+
+    from scorelab import mcmc
+    from scorelab.viz import plot_samples_over_density
+
     gm = mixture()
     steps = 300 if quick else 2000
     res = mcmc.sample(gm, "mala", chains=32, steps=steps, warmup=steps // 2,
                       generator=torch.Generator().manual_seed(seed))  # fmt: skip
     x = res.samples.double()
     lines = [res.report(), "check against the exact moments (z = error / MCSE):"]
+    numbers = {"kernel": "mala", "chains": 32, "draws": steps, "step_size": res.step_size,
+               "acceptance": res.accept_rate.mean().item(), "grad_evals": res.grad_evals,
+               "divergences": int(res.divergences.sum()), "seconds": res.wall_time,
+               "summary": res.summary().to_dict(), "check": []}  # fmt: skip
     for label, series, truth in (("mean", x, gm.mean), ("var", (x - gm.mean) ** 2, gm.cov.diag())):
         est, se = series.mean((0, 1)), mcmc.mcse(series)
         for i in range(2):
@@ -64,16 +85,20 @@ def mcmc_check(folder: Path, seed: int, quick: bool) -> list[str]:
             lines.append(
                 f"  {label}[{i}]  exact {truth[i]:8.4f}  estimate {est[i]:8.4f}  z {z:+.2f}"
             )
+            numbers["check"].append({"moment": f"{label}[{i}]", "exact": truth[i].item(),
+                                     "estimate": est[i].item(), "z": z})  # fmt: skip
     fig = Figure(figsize=(5, 5), layout="constrained")
     plot_samples_over_density(fig.add_subplot(), gm, res.samples.reshape(-1, 2).numpy(),
                               "MALA draws over the exact density")  # fmt: skip
     fig.savefig(folder / "mcmc.png", dpi=110)
-    return lines
+    return lines, numbers
 
 
 def train_sample_evaluate(name: str, cfg: TrainConfig, n: int) -> tuple[list, dict]:
     """Train ``cfg``, sample ``n`` with Heun (35 NFE), and compare with held-out data, next to
     the same metrics of training data (the data floor)."""
+    from scorelab.training import train
+
     t0 = time.perf_counter()
     res = train(cfg)
     t_train = time.perf_counter() - t0
@@ -96,52 +121,81 @@ def train_sample_evaluate(name: str, cfg: TrainConfig, n: int) -> tuple[list, di
         f"  memorization ratio {metrics['memorization_ratio']:.3f} (about 1: generalizes; far "
         "below 1: copies)"
     )
-    return lines, {"result": res, "samples": samples.samples, "held": held, "metrics": metrics}
+    numbers = {"run": str(cfg.out), "train_steps": cfg.steps, "train_s": t_train,
+               "n_samples": n, "sampler": "heun", "nfe": samples.nfe,
+               "sample_s": samples.wall_time, "metrics": metrics, "floor": floor}  # fmt: skip
+    return lines, {"result": res, "samples": samples.samples, "held": held, "metrics": metrics,
+                   "numbers": numbers}  # fmt: skip
 
 
-def bits_per_dim_lines(model, train, held, n: int, seed: int) -> list[str]:
-    """Dequantized bits/dim on ``n`` training and ``n`` test examples (the gap is overfitting)."""
-    lines = []
+def bits_per_dim_lines(model, train, held, n: int, seed: int) -> tuple[list[str], dict]:
+    """Dequantized bits/dim on ``n`` training and ``n`` test examples (the gap is overfitting):
+    the printed lines and ``{split: likelihood table}`` (as ``scorelab eval --nll`` stores)."""
+    lines, tables = [], {}
     for data in (train, held):
         t0 = time.perf_counter()
         tab = likelihood_table(model, data, n, seed, hutchinson=True)
+        tab["seconds"] = time.perf_counter() - t0
+        tables[data.split] = tab
         lines.append(
             f"  bits/dim on {tab['n']} {data.split} examples {tab['bits_per_dim']:.3f} +- "
-            f"{tab['bits_per_dim_se']:.3f} ({time.perf_counter() - t0:.0f} s; uniform over "
+            f"{tab['bits_per_dim_se']:.3f} ({tab['seconds']:.0f} s; uniform over "
             "17 levels would be 4.09)"
         )
-    return lines
+    return lines, tables
 
 
 def run(args: argparse.Namespace) -> int:
-    folder = out_dir(args.out)
+    from matplotlib.figure import Figure
+
+    from scorelab.training import TrainConfig
+    from scorelab.viz import draw_grid, scatter_2d
+
+    folder = out_dir(args.out, "quickstart", args.overwrite)
     q = args.quick
     t0 = time.perf_counter()
     lines: list[str] = []
+    numbers: dict = {"quick": q, "seed": args.seed}
 
-    def report(*new: str) -> None:  # print each stage as it finishes
+    def report(*new: str) -> None:  # print as soon as known: a stage's header as it starts
         lines.extend(new)
         print("\n".join(new), flush=True)
 
-    report("== 1. MCMC with the exact score", *mcmc_check(folder, args.seed, q), "")
+    report("== 1. MCMC with the exact score")
+    text, numbers["mcmc"] = mcmc_check(folder, args.seed, q)
+    report(*text, "")
 
+    report("== 2. two moons (MLP, EDM)")
     moons_cfg = TrainConfig(data="moons", n=10_000, steps=60 if q else 1500, batch_size=256,
                             seed=args.seed, out=str(folder / "moons"),
                             net_kwargs={"hidden": 128, "depth": 3, "emb_dim": 64})  # fmt: skip
     text, moons = train_sample_evaluate("moons", moons_cfg, 2000)
-    report("== 2. two moons (MLP, EDM)", *text, "")
+    numbers["moons"] = moons["numbers"]
+    report(*text, "")
 
+    report("== 3. digits (U-Net, EDM)")
     digits_cfg = TrainConfig(data="digits", net="unet", steps=30 if q else 1500, batch_size=64,
                              lr=1e-3, seed=args.seed, out=str(folder / "digits"),
                              net_kwargs={"base_channels": 16, "num_res_blocks": 1})  # fmt: skip
     text, digits = train_sample_evaluate("digits", digits_cfg, 400)
-    report("== 3. digits (U-Net, EDM)", *text)
+    numbers["digits"] = digits["numbers"]
+    report(*text)
     model = digits["result"].model
-    report(*bits_per_dim_lines(model, digits["result"].data, digits["held"], 8 if q else 50,
-                               args.seed))  # fmt: skip
+    text, tables = bits_per_dim_lines(model, digits["result"].data, digits["held"], 8 if q else 50,
+                                      args.seed)  # fmt: skip
+    numbers["digits"]["bits_per_dim"] = tables
+    report(*text)
+    # where scorelab report (and eval) look for a run's likelihood: its eval.json
+    eval_json = {"input": digits_cfg.out, "likelihood": tables["test"],
+                 "likelihood_train": tables["train"], "by": "scorelab quickstart"}  # fmt: skip
+    Path(digits_cfg.out, "eval.json").write_text(json.dumps(eval_json, indent=2) + "\n")
     rows = tweedie_psnr(digits["result"].model, digits["held"].x, [0.2, 0.5], args.seed, 2.0)
+    numbers["digits"]["denoising_psnr"] = []
     for sigma, (_, _, p_noisy, p_den) in zip([0.2, 0.5], rows, strict=True):
         report(f"  Tweedie denoising at sigma {sigma}: PSNR {p_noisy:.2f} -> {p_den:.2f} dB")
+        numbers["digits"]["denoising_psnr"].append(
+            {"sigma": sigma, "psnr_noisy_db": p_noisy, "psnr_denoised_db": p_den}
+        )
 
     fig = Figure(figsize=(12, 4), layout="constrained")
     data, held = moons["result"].data, moons["held"].x[:2000]
@@ -154,8 +208,13 @@ def run(args: argparse.Namespace) -> int:
               title="digits: test split")  # fmt: skip
     fig.savefig(folder / "quickstart.png", dpi=110)
 
-    report(f"\ntotal time {time.perf_counter() - t0:.0f} s")
+    numbers["total_s"] = time.perf_counter() - t0
+    report(f"\ntotal time {numbers['total_s']:.0f} s")
     (folder / "report.txt").write_text("\n".join(lines) + "\n")
-    write_run_record(folder, "quickstart", vars(args) | {"run": None})
-    print(f"wrote {folder}/quickstart.png, mcmc.png, report.txt; runs in {folder}/moons, /digits")
+    (folder / "metrics.json").write_text(json.dumps(numbers, indent=2, default=float) + "\n")
+    write_run_record(folder, "quickstart", vars(args) | {"run": None},
+                     outputs=["report.txt", "metrics.json", "quickstart.png", "mcmc.png",
+                              "moons", "digits"])  # fmt: skip
+    print(f"wrote {folder}/quickstart.png, mcmc.png, report.txt, metrics.json; runs in "
+          f"{folder}/moons, /digits (likelihood in digits/eval.json)")  # fmt: skip
     return 0

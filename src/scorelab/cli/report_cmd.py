@@ -13,17 +13,15 @@ import argparse
 import csv
 import json
 from pathlib import Path
-
-import numpy as np
-import torch
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from scorelab.cli.common import fail, load_run_data
 from scorelab.cli.eval_cmd import sample_metrics
 from scorelab.cli.sample_cmd import generate, picture
-from scorelab.metrics import DESCRIPTIONS
-from scorelab.training import load_model
-from scorelab.viz.html import esc, figure, page, table
+
+if TYPE_CHECKING:
+    import torch
+    from matplotlib.figure import Figure
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,12 +29,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "report",
         help="a self-contained HTML report of a trained run",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run_dir", help="folder written by scorelab train")
     p.add_argument("-n", type=int, default=500, help="samples to draw if none are saved")
     p.add_argument("--nfe", type=int, default=35, help="Heun NFE when drawing samples")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default=None, help="output HTML (default RUN_DIR/report.html)")
     p.set_defaults(run=run)
 
@@ -52,6 +49,8 @@ def read_log(run_dir: Path) -> tuple[list[int], list[float]]:
 
 
 def loss_figure(steps: list[int], losses: list[float]) -> Figure:
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(6, 3.2), layout="constrained")
     ax = fig.add_subplot()
     ax.plot(steps, losses, marker="." if len(steps) < 30 else None)
@@ -63,6 +62,9 @@ def loss_figure(steps: list[int], losses: list[float]) -> Figure:
 
 
 def _saved_samples(run_dir: Path) -> torch.Tensor | None:
+    import numpy as np
+    import torch
+
     path = run_dir / "samples.npz"
     if not path.exists():
         return None
@@ -72,7 +74,11 @@ def _saved_samples(run_dir: Path) -> torch.Tensor | None:
 
 def build_report(run_dir: Path, n: int, nfe: int, seed: int) -> str:
     """The report's HTML."""
-    model, record = load_model(run_dir)
+    from scorelab.metrics import DESCRIPTIONS
+    from scorelab.training import load_model
+    from scorelab.viz.html import esc, figure, page, table
+
+    model, record = load_model(run_dir, device="cpu")  # the report computes on the CPU
     train = load_run_data(record)
     held = load_run_data(record, heldout=True)
     cfg = record["train"]

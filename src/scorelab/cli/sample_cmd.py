@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
-
-import numpy as np
-import torch
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 import scorelab
-from scorelab import baselines, diffusion
-from scorelab.cli.common import fail, load_run_data, to_unit_interval
-from scorelab.training import distributed, load_model
-from scorelab.viz import draw_grid, scatter_2d
+from scorelab.cli.common import add_device, choose_device, fail, load_run_data, to_unit_interval
+from scorelab.cli.names import PROCESSES, SAMPLERS
+
+if TYPE_CHECKING:
+    import torch
+    from matplotlib.figure import Figure
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,11 +25,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "for images, a scatter over the data for 2-D sets. Samples are saved in the data's units.",
     )
     p.add_argument("run_dir", help="folder written by scorelab train")
-    p.add_argument("--sampler", default="heun", choices=list(diffusion.SAMPLERS))
+    p.add_argument("--sampler", default="heun", choices=SAMPLERS, help="sampler")
     p.add_argument("--nfe", type=int, default=35, help="denoiser evaluations per sample")
-    p.add_argument("--process", default="edm", choices=list(diffusion.PROCESSES))
+    p.add_argument("--process", default="edm", choices=PROCESSES,
+                   help="noise process: the sigma sequence the sampler steps through")  # fmt: skip
     p.add_argument("-n", type=int, default=1000, help="number of samples")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default=None, help="output .npz (default RUN_DIR/samples.npz)")
     p.add_argument("--class", dest="label", default=None, metavar="C",
                    help="class to generate: an index, or 'all' (every class in turn)")  # fmt: skip
@@ -41,6 +42,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "classifier: train a noise-conditional classifier on the data")  # fmt: skip
     p.add_argument("--classifier-steps", type=int, default=2000,
                    help="training steps of the noise-conditional classifier")  # fmt: skip
+    p.add_argument("--no-clamp", dest="clamp", action="store_false",
+                   help="images: keep sample values outside the data range (default: clamp "
+                   "them to it); vectors are never clamped")  # fmt: skip
+    add_device(p)
     p.set_defaults(run=run)
 
 
@@ -49,6 +54,8 @@ DEFAULT_GUIDANCE = 1.5  # >= 99% class accuracy on digits at a modest Frechet co
 
 def class_labels(spec: str, num_classes: int | None, start: int, count: int) -> torch.Tensor:
     """Labels of samples ``start .. start + count - 1``: one class, or 'all' (index mod K)."""
+    import torch
+
     if num_classes is None:
         raise ValueError("--class needs labelled training data; this run's data has no labels")
     if spec == "all":
@@ -62,9 +69,13 @@ def class_labels(spec: str, num_classes: int | None, start: int, count: int) -> 
     return torch.full((count,), label, dtype=torch.long)
 
 
-def guided_model(model, data, kind: str, weight: float, steps: int, seed: int):
+def guided_model(model, data, kind: str, weight: float, steps: int, seed: int, device=None):
     """The denoiser to sample class-conditionally: classifier-free guidance of a conditional
     run, or classifier guidance with a noise-conditional classifier trained here."""
+    import torch
+
+    from scorelab import diffusion
+
     if kind == "free":
         if model.num_classes is None:
             raise ValueError(
@@ -76,7 +87,8 @@ def guided_model(model, data, kind: str, weight: float, steps: int, seed: int):
     from scorelab.nets import train_noisy_classifier
 
     print(f"training a noise-conditional classifier ({steps} steps) for guidance")
-    clf = train_noisy_classifier(data.x, data.labels, num_classes=data.num_classes, steps=steps,
+    clf = train_noisy_classifier(data.x.to(device), data.labels.to(device),
+                                 num_classes=data.num_classes, steps=steps,
                                  generator=torch.Generator().manual_seed(seed))  # fmt: skip
     return diffusion.ClassifierGuidance(model, clf, weight)
 
@@ -85,6 +97,10 @@ def generate(model, n: int, sampler: str, nfe: int, process: str, seed: int, con
     """Samples of a trained model in model units (``cond``: class labels ``[n]``). Baselines
     (VAE, GAN, DAE) draw with their own sampler; ``sampler``, ``nfe`` and ``process`` are then
     unused and the result's ``sampler`` names the family."""
+    import torch
+
+    from scorelab import baselines, diffusion
+
     gen = torch.Generator().manual_seed(seed)
     if baselines.is_baseline(model):
         if cond is not None:
@@ -96,6 +112,10 @@ def generate(model, n: int, sampler: str, nfe: int, process: str, seed: int, con
 
 def picture(samples: torch.Tensor, data, title: str) -> Figure | None:
     """A grid (images) or a scatter over the data (2-D); ``None`` for other shapes."""
+    from matplotlib.figure import Figure
+
+    from scorelab.viz import draw_grid, scatter_2d
+
     fig = Figure(figsize=(6, 6), layout="constrained")
     ax = fig.add_subplot()
     if samples.ndim == 4:
@@ -108,8 +128,18 @@ def picture(samples: torch.Tensor, data, title: str) -> Figure | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from scorelab import baselines, diffusion
+    from scorelab.training import distributed, load_model, read_run_config
+
     try:
-        model, record = load_model(args.run_dir)
+        record = read_run_config(args.run_dir)
+        device = choose_device(args.device, record)
+        if device.type == "cuda" and distributed.env_world_size() > 1:  # torchrun: a GPU per rank
+            device = distributed.local_device(torch.device("cuda"))
+        model, record = load_model(args.run_dir, device=device)
         data = load_run_data(record)
         n, seed = distributed.sample_share(args.n, args.seed)  # this rank's share (torchrun)
         labels = None
@@ -119,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
             start = distributed.share(args.n, distributed.rank(), distributed.world_size())[0]
             labels = class_labels(args.label, data.num_classes, start, n)
             model = guided_model(model, data, args.guidance_kind, args.guidance,
-                                 args.classifier_steps, args.seed)  # fmt: skip
+                                 args.classifier_steps, args.seed,
+                                 diffusion.model_device(model))  # fmt: skip
         res = generate(model, n, args.sampler, args.nfe, args.process, seed, labels)
     except ValueError as err:
         fail(err)
@@ -131,10 +162,17 @@ def run(args: argparse.Namespace) -> int:
         fail(err)
     if res is None:  # a rank > 0: its samples are in rank 0's output
         return 0
+    clamp = args.clamp and res.samples.ndim > 2 and data.normalization.kind == "unit_range"
+    if clamp:  # images: the data range is known (config.json), generated pixels stay inside
+        outside = (res.samples.abs() > 1).float().mean().item()
+        res = dataclasses.replace(res, samples=res.samples.clamp(-1, 1))
+        lo, hi = data.normalization.lo[0], data.normalization.hi[0]
+        print(f"clamped {outside:.1%} of sample values to the data range {lo:g}..{hi:g} "
+              "(--no-clamp keeps them)")  # fmt: skip
     decoded = data.decode(res.samples)
     provenance = {"run": str(args.run_dir), "sampler": res.sampler, "nfe": res.nfe,
                   "process": args.process, "seed": args.seed, "versions": record["versions"],
-                  "scorelab": scorelab.__version__}  # fmt: skip
+                  "scorelab": scorelab.__version__, "clamped": clamp}  # fmt: skip
     if distributed.world_size() > 1:  # rank r drew its share with seed rank_seed(seed, r)
         provenance["ranks"] = distributed.world_size()
     arrays = {"samples": decoded.numpy(), "model_units": res.samples.numpy(), "nfe": res.nfe}

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import signal
 
-from scorelab.cli.common import fail
-from scorelab.data import DATASETS
-from scorelab.diffusion import OBJECTIVES
-from scorelab.nets import NETS, PARAMETERIZATIONS
-from scorelab.training import TrainConfig, distributed, resume, train
+from scorelab.cli.common import add_data_key, add_overwrite, fail, out_dir, parse_data_range
+from scorelab.cli.names import DATASETS, NETS, OBJECTIVES, PARAMETERIZATIONS
 
 # flag -> config key; flags left out keep the config file's value or the default
 FLAGS = {
@@ -37,22 +35,37 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="TOML file with TrainConfig keys")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run")
     p.add_argument("--data", help="data set name or path (default moons)")
+    add_data_key(p, "--data")
+    p.add_argument("--data-range", dest="data_range", metavar="LO,HI", type=parse_data_range,
+                   help="images: the pixel range mapped to [-1, 1] (default from the data: "
+                   "0,255 for 8-bit values, 0,1 or -1,1 for floats within them, else "
+                   "min,max)")  # fmt: skip
     p.add_argument("--n", "--num-examples", dest="n", type=int,
                    help="number of examples (under torchrun write --num-examples: torchrun "
                    "takes --n for its own --nnodes/--nproc-per-node)")  # fmt: skip
-    p.add_argument("--objective", choices=[k for k in OBJECTIVES if k != "esm"])
-    p.add_argument("--net", choices=list(NETS))
-    p.add_argument("--parameterization", choices=list(PARAMETERIZATIONS))
-    p.add_argument("--steps", type=int, help="optimizer steps (total, also with --resume)")
-    p.add_argument("--batch-size", dest="batch_size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--out", help="run folder (default runs/train)")
-    p.add_argument("--device", help="auto, cpu, cuda, mps")
-    p.add_argument("--ema-decay", dest="ema_decay", type=float)
-    p.add_argument("--warmup-steps", dest="warmup_steps", type=int)
-    p.add_argument("--grad-clip", dest="grad_clip", type=float)
-    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
+    p.add_argument("--objective", choices=[k for k in OBJECTIVES if k != "esm"],
+                   help="training objective (default edm)")  # fmt: skip
+    p.add_argument("--net", choices=NETS, help="network: mlp for vectors, unet for images "
+                   "(default mlp)")  # fmt: skip
+    p.add_argument("--parameterization", choices=PARAMETERIZATIONS,
+                   help="what the network predicts (default edm)")  # fmt: skip
+    p.add_argument("--steps", type=int,
+                   help="optimizer steps (total, also with --resume; default 2000)")  # fmt: skip
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="examples per step "
+                   "(default 256)")  # fmt: skip
+    p.add_argument("--lr", type=float, help="peak learning rate (default 0.002)")
+    p.add_argument("--seed", type=int, help="seed of data, initialization and noise (default 0)")
+    p.add_argument("--out", help="run folder, empty or new (default scorelab-out/train)")
+    add_overwrite(p)
+    p.add_argument("--device", help="auto, cpu, cuda, mps (default auto)")
+    p.add_argument("--ema-decay", dest="ema_decay", type=float,
+                   help="decay of the weights' moving average (default 0.999)")  # fmt: skip
+    p.add_argument("--warmup-steps", dest="warmup_steps", type=int,
+                   help="learning-rate warm-up steps (default 100)")  # fmt: skip
+    p.add_argument("--grad-clip", dest="grad_clip", type=float,
+                   help="max gradient norm, 0 for none (default 1.0)")  # fmt: skip
+    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int,
+                   help="steps between checkpoints (default 1000)")  # fmt: skip
     p.add_argument("--model", choices=["score", "vae", "gan", "dae"],
                    help="score (default), or a baseline family for comparison")  # fmt: skip
     p.add_argument("--conditional", action="store_true", default=None,
@@ -65,8 +78,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def _data_options(args: argparse.Namespace) -> dict:
+    """``--data-key`` and ``--data-range`` as loader options (``data_kwargs``), which the run
+    record keeps so that every later command reads the data the same way."""
+    if args.resume and (args.data_key or args.data_range):
+        fail("--data-key and --data-range apply to a new run; --resume reads the data as the "
+             "run recorded it")  # fmt: skip
+    if args.data_key is not None and args.data in DATASETS:
+        fail(f"--data-key picks an array of an .npz file; --data {args.data} is a built-in set")
+    out: dict = {}
+    if args.data_key is not None:
+        out["key"] = args.data_key
+    if args.data_range is not None:
+        out["data_range"] = list(args.data_range)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
+    from scorelab.errors import Interrupted
+    from scorelab.training import TrainConfig, distributed, resume, train
+
     overrides = {k: getattr(args, k) for k in FLAGS if getattr(args, k) is not None}
+    if args.resume and args.overwrite:
+        fail("--overwrite starts a new run in --out; --resume continues one: give only one")
     try:
         if args.resume:
             res = resume(args.resume, steps=overrides.get("steps"))
@@ -75,18 +109,33 @@ def run(args: argparse.Namespace) -> int:
                 cfg = TrainConfig.from_toml(args.config, **overrides)
             else:
                 cfg = TrainConfig.from_dict(overrides)
-            res = train(cfg)
+            cfg.data_kwargs = {**cfg.data_kwargs, **_data_options(args)}
+            if distributed.is_main():  # one run per folder: refuse one that holds files
+                out_dir(cfg.out, "train", args.overwrite, resume=True, record=False)
+            res = train(cfg, overwrite=args.overwrite)
     except ValueError as err:
         fail(err)
-    except KeyboardInterrupt:
-        out = args.resume or overrides.get("out", TrainConfig.out)
+    except Interrupted as stop:  # SIGINT, SIGTERM, SIGUSR1: saved at a step boundary
+        out = args.resume or cfg.out
         if distributed.is_main():
-            print(f"\ninterrupted: a checkpoint was saved; continue with {RESUME} {out}")
+            print(f"\nstopped by {signal.Signals(stop.signum).name} at step {stop.step}; "
+                  f"checkpoint saved; continue with {RESUME} {out}", flush=True)  # fmt: skip
+        return 128 + stop.signum
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
+        if distributed.is_main():
+            print(f"\ninterrupted; continue from the last checkpoint with {RESUME} "
+                  f"{args.resume or overrides.get('out', TrainConfig.out)}")  # fmt: skip
         return 130
     if not distributed.is_main():  # under torchrun rank 0 reports for every rank
         return 0
     tail = res.losses[-min(100, len(res.losses)) :] or [float("nan")]
     print(f"trained {res.run_dir} to step {res.step}: mean loss of the last {len(tail)} steps "
           f"{sum(tail) / len(tail):.4f}")  # fmt: skip
+    if res.data.range_source is not None:  # images: say which range maps onto [-1, 1]
+        lo, hi = res.data.normalization.lo[0], res.data.normalization.hi[0]
+        source = "--data-range" if res.data.range_source == "given" else res.data.range_source
+        hint = "; set it with --data-range LO,HI" if "min..max" in source else ""
+        print(f"data range {lo:g}..{hi:g} mapped to [-1, 1] (from {source}; recorded in "
+              f"{res.run_dir}/config.json){hint}")  # fmt: skip
     print(f"sample from it with: scorelab sample {res.run_dir}")
     return 0

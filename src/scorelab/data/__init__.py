@@ -13,6 +13,7 @@ them back to the data's units exactly.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from torch import Tensor
 
 from scorelab.data.digits import DIGITS_RANGE, DIGITS_SIZES, load_digits
 from scorelab.data.files import (
+    AmbiguousArrayError,
     RawData,
     is_idx,
     load_array,
@@ -52,6 +54,7 @@ class Dataset:
     split: str = "train"
     num_classes: int | None = None
     class_names: tuple[str, ...] | None = None
+    range_source: str | None = None  # images: where the data range mapped to [-1, 1] came from
 
     def __post_init__(self) -> None:
         if self.labels is not None and self.num_classes is None:
@@ -153,6 +156,44 @@ def _num_classes(raw: RawData) -> int | None:
     return None if raw.class_names is None else len(raw.class_names)
 
 
+def _check_range(data_range: object) -> tuple[float, float]:
+    ok = isinstance(data_range, (tuple, list)) and len(data_range) == 2
+    lo, hi = (float(v) for v in data_range) if ok else (math.nan, math.nan)
+    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+        raise ValueError(f"data_range must be (lo, hi) with lo < hi; got {data_range!r}")
+    return lo, hi
+
+
+def image_range(
+    raw: RawData, data_range: tuple[float, float] | None = None
+) -> tuple[tuple[float, float], str]:
+    """The data range of images, mapped onto [-1, 1], and where it came from.
+
+    In order: ``data_range`` if given; the units' known range (0..255 for 8-bit files, 0..16
+    for the digits); for floats, the smallest standard range that holds all of them, [0, 1]
+    or [-1, 1]; else the file's own min..max (data-dependent: pass ``data_range``, e.g. 0..255
+    for 8-bit values stored as floats). Decided on the whole file, never on a subset, so that
+    a subset lacking the extreme pixel values is not shifted.
+    """
+    lo, hi = float(raw.x.min()), float(raw.x.max())
+    if data_range is not None:
+        rlo, rhi = _check_range(data_range)
+        if lo < rlo or hi > rhi:
+            raise ValueError(
+                f"the data spans {lo:g}..{hi:g}, outside data_range {rlo:g}..{rhi:g}; widen it "
+                "to hold every value"
+            )
+        return (rlo, rhi), "given"
+    if raw.value_range is not None:
+        known = "the data type (8-bit values)" if raw.value_range == (0.0, 255.0) else None
+        return raw.value_range, known or "the data set's known pixel range"
+    if lo >= 0 and hi <= 1:
+        return (0.0, 1.0), "floats within [0, 1]"
+    if lo >= -1 and hi <= 1:
+        return (-1.0, 1.0), "floats within [-1, 1]"
+    return (lo, hi), "the whole file's min..max"
+
+
 def load(
     name_or_path: str | Path,
     *,
@@ -160,6 +201,7 @@ def load(
     n: int | None = None,
     generator: torch.Generator | None = None,
     normalization: Normalization | None = None,
+    data_range: tuple[float, float] | None = None,
     **kwargs: object,
 ) -> Dataset:
     """Load, validate and normalize a built-in set (see ``DATASETS``) or a file/folder.
@@ -171,8 +213,10 @@ def load(
     - a path: ``.npy``/``.npz`` (``key``, ``labels_key``), ``.csv``/``.tsv`` (``label_column``,
       ``header``, ``delimiter``), an IDX file (``labels``: the labels file) or a folder of
       images (``size``, ``grayscale``). A 3-D array ``[N, H, W]`` is read as grayscale images
-      ``[N, 1, H, W]``. Vectors are standardized; images are mapped to [-1, 1] from their
-      known range (0..255 for 8-bit data) or else their min..max.
+      ``[N, 1, H, W]``. Vectors are standardized; images are mapped to [-1, 1] from
+      ``data_range`` (lo, hi) if given, else the range ``image_range`` picks from the whole
+      file (0..255 for 8-bit data; floats within [0, 1] or [-1, 1] keep that range; else
+      their min..max); ``Dataset.range_source`` says which.
 
     A string that is a built-in name is the built-in set; pass a ``Path`` (or ``"./digits"``)
     for a file or folder of that name. For files ``split`` only names the data.
@@ -182,6 +226,7 @@ def load(
     instead of fitting one. The data is validated (``validate``) in its own units first.
     """
     is_name = isinstance(name_or_path, str) and name_or_path in DATASETS
+    full = None  # images: the whole file, whose range decides the map onto [-1, 1]
     if is_name and name_or_path in TOY_NAMES:
         _check_kwargs(kwargs, ("noise",), f"toy set {name_or_path!r}")
         n = TOY_DEFAULT_N if n is None else n
@@ -201,6 +246,7 @@ def load(
         raw = _read_path(path, kwargs)
         if raw.x.ndim == 3:
             raw = raw._replace(x=raw.x.unsqueeze(1))
+        full = raw
         if n is not None:  # indices in errors refer to the file: check it whole first
             validate(raw.x, raw.labels, source=source, num_classes=_num_classes(raw))
             raw, source = _subset(raw, n, generator), f"{source} ({n} examples)"
@@ -208,11 +254,16 @@ def load(
     num_classes = _num_classes(raw)
     validate(raw.x, raw.labels, source=source, num_classes=num_classes)
     x = raw.x.float()
+    range_source = None
+    if data_range is not None and x.ndim == 2:
+        raise ValueError(
+            "data_range applies to images; vectors (tabular data) are standardized per column"
+        )
     if normalization is None:
         if x.ndim == 2:
             normalization = Normalization.standardize(x)
         else:
-            lo, hi = raw.value_range if raw.value_range is not None else (None, None)
+            (lo, hi), range_source = image_range(raw if full is None else full, data_range)
             normalization = Normalization.to_unit_range(x, lo, hi)
     elif not isinstance(normalization, Normalization):
         raise ValueError(f"normalization must be a Normalization; got {type(normalization)}")
@@ -224,6 +275,7 @@ def load(
         split=split,
         num_classes=num_classes,
         class_names=raw.class_names,
+        range_source=range_source,
     )
 
 
@@ -233,9 +285,11 @@ __all__ = [
     "DIGITS_RANGE",
     "DIGITS_SIZES",
     "TOY_NAMES",
+    "AmbiguousArrayError",
     "Dataset",
     "Normalization",
     "RawData",
+    "image_range",
     "is_idx",
     "load",
     "load_array",

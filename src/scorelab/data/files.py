@@ -35,6 +35,23 @@ class RawData(NamedTuple):
     value_range: tuple[float, float] | None = None  # the units' known range (0, 255 for 8-bit)
 
 
+class AmbiguousArrayError(ValueError):
+    """An ``.npz`` holds several arrays and none is named ``x`` or ``data``: the caller must
+    say which is the data (``key=`` in Python, ``--data-key`` on the command line)."""
+
+    def __init__(self, path: Path, keys: list[str], cli: bool = False) -> None:
+        self.path, self.keys = path, list(keys)
+        how = (
+            f"choose the data with --data-key NAME (e.g. --data-key {keys[0]})"
+            if cli
+            else f"pass key=NAME (e.g. key={keys[0]!r})"
+        )
+        super().__init__(
+            f"{path}: cannot tell which array is the data; the file holds {', '.join(keys)}: "
+            f"{how}, or save the data as 'x'"
+        )
+
+
 # -- shared helpers -----------------------------------------------------------------------
 def _features(arr: np.ndarray, source: str) -> tuple[Tensor, tuple[float, float] | None]:
     """Numeric array -> float32 tensor, and the known value range for 8-bit data."""
@@ -67,8 +84,9 @@ def encode_labels(values: np.ndarray, source: str) -> tuple[Tensor, tuple[str, .
         if bad.any():
             i = int(np.flatnonzero(bad.reshape(-1))[0])
             raise ValueError(
-                f"{source}: labels must be whole numbers (class indices); label {i} is "
-                f"{values.reshape(-1)[i]}: pass integer class indices 0..K-1"
+                f"{source}: labels must be whole numbers (class indices); the label of example "
+                f"{i + 1} (counting from 1) is {values.reshape(-1)[i]}: pass integer class "
+                "indices 0..K-1"
             )
         return torch.from_numpy(values.astype(np.int64)), None
     raise ValueError(f"{source}: labels have dtype {values.dtype}; expected integers or strings")
@@ -123,10 +141,7 @@ def load_array(path: PathLike, *, key: str | None = None, labels_key: str | None
             elif len(others) == 1:
                 key = others[0]
             else:
-                raise ValueError(
-                    f"{p}: cannot tell which array is the data; the file holds {listed}: pass "
-                    "key=... (or save it as 'x')"
-                )
+                raise AmbiguousArrayError(p, keys)
         if labels_key is None:
             labels_key = next((k for k in LABEL_KEYS if k in keys and k != key), None)
         try:

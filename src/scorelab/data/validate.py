@@ -1,4 +1,5 @@
-"""Checks run on data before training starts; each error names the source, the index and the fix."""
+"""Checks run on data before training starts; each error names the source, the first bad example
+(counting from 1, as are the lines and columns of files) and the fix."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def validate(
         first = _bad_index(~finite)
         raise ValueError(
             f"{source}: {int((~finite).sum())} NaN/inf value(s) in {int(bad_examples.sum())} of "
-            f"{n} examples; the first is example {first[0]} (index {first} = {t[first].item()}); "
+            f"{n} examples; the first is example {first[0] + 1} (counting from 1; "
+            f"x[{', '.join(map(str, first))}] = {t[first].item()}); "
             "remove or impute those examples, e.g. x = x[torch.isfinite(x).flatten(1).all(1)]"
         )
     if n < 2:
@@ -64,11 +66,11 @@ def validate(
     if t.ndim == 2:
         const = (t == t[:1]).all(0)
         if const.any():
-            cols = [int(j) for j in const.nonzero()[:, 0]]
+            cols = [int(j) + 1 for j in const.nonzero()[:, 0]]  # counting from 1
             shown = ", ".join(map(str, cols[:10])) + (", ..." if len(cols) > 10 else "")
             raise ValueError(
                 f"{source}: {len(cols)} of {shape[1]} feature(s) have zero variance (the same "
-                f"value in all {n} examples): column(s) {shown}; drop them, e.g. "
+                f"value in all {n} examples): column(s) {shown} (counting from 1); drop them, e.g. "
                 "x = x[:, x.std(0) > 0], or check that the right columns were loaded"
             )
     elif (t == t[:1]).all():
@@ -99,8 +101,8 @@ def _validate_labels(labels: object, n: int, source: str, num_classes: int | Non
         if bad.any():
             i = _bad_index(bad)[0]
             raise ValueError(
-                f"{source}: labels must be whole numbers (class indices); label {i} is "
-                f"{lab[i].item()}: pass integer class indices 0..K-1"
+                f"{source}: labels must be whole numbers (class indices); the label of example "
+                f"{i + 1} (counting from 1) is {lab[i].item()}: pass integer class indices 0..K-1"
             )
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
         raise ValueError(f"num_classes must be a positive int; got {num_classes!r}")
@@ -111,7 +113,8 @@ def _validate_labels(labels: object, n: int, source: str, num_classes: int | Non
         allowed = "must be >= 0" if hi is None else f"must lie in 0..{hi - 1}"
         raise ValueError(
             f"{source}: {int(bad.sum())} label(s) out of range (labels {allowed}); the first is "
-            f"label {i} = {lab[i].item():g}: remap the labels to 0..K-1, e.g. "
+            f"the label of example {i + 1} (counting from 1), {lab[i].item():g}: remap the labels "
+            "to 0..K-1, e.g. "
             "labels = torch.unique(labels, return_inverse=True)[1]"
             + ("" if hi is None else ", or pass the right num_classes")
         )

@@ -18,12 +18,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from tqdm.auto import tqdm
-
 from scorelab.demos._common import DemoResult
 from scorelab.demos.fields import concentration, score_field, smoothing
 from scorelab.demos.generative import annealed, diffusion_demo, digits_model, tweedie
 from scorelab.demos.langevin import langevin_1d, langevin_2d, metropolis, random_walk, sgld
+from scorelab.progress import progress as progress_counter
 
 
 class Demo(NamedTuple):
@@ -206,12 +205,11 @@ def run_all(
     for name in chosen:
         check_name(name)
     results = []
-    bar = tqdm(
-        chosen, desc="demos", unit="demo", disable=None if progress is None else not progress
-    )
-    for name in bar:
-        bar.set_postfix_str(name)
-        results.append(run_demo(name, out, quick=quick, seed=seed))
+    with progress_counter(len(chosen), "demos", unit="demo", show=progress) as bar:
+        for name in chosen:
+            bar.set_postfix_str(name)
+            results.append(run_demo(name, out, quick=quick, seed=seed))
+            bar.update(1)
     return results, write_gallery(results, Path(out))
 
 

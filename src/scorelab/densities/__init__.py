@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 
@@ -74,6 +75,14 @@ def make(name: str, **params: float) -> Density:
     if name not in NAMED:
         raise ValueError(f"unknown density {name!r}; choose one of {', '.join(NAMED)}")
     factory = NAMED[name][0]
+    accepted = inspect.signature(factory).parameters
+    unknown = [key for key in params if key not in accepted]
+    if unknown:
+        listed = ", ".join(f"{p.name} (default {p.default})" for p in accepted.values())
+        raise ValueError(
+            f"density {name!r} has no parameter {', '.join(map(repr, unknown))}; its "
+            f"parameters are {listed or 'none'}"
+        )
     try:
         return factory(**params)
     except TypeError as err:

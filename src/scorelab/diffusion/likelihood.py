@@ -18,6 +18,7 @@ from scipy.integrate import solve_ivp
 from torch import Tensor
 
 from scorelab._utils import LOG_2PI, check_positive, rand, randn
+from scorelab.diffusion.api import model_device
 from scorelab.errors import DivergenceError
 
 
@@ -59,13 +60,15 @@ def log_likelihood(
     with variance). ``prior`` is ``log p_{sigma_max}`` (flattened points ``[batch, d]`` ->
     ``[batch]``); the default ``N(0, sigma_max^2 I)`` ignores the data's mean ``m`` and
     variance ``v``, an error of order ``|m| / sigma_max + d v / (2 sigma_max^2)`` nats per
-    example.
+    example. Runs on the model's device (``model_device``, else ``x``'s); the result is on
+    ``x``'s device.
     """
     check_positive(sigma_min, "sigma_min")
     if not sigma_max > sigma_min:
         raise ValueError(f"sigma_max must exceed sigma_min; got {sigma_max} <= {sigma_min}")
     denoiser = model.denoise if hasattr(model, "denoise") else model
-    b, shape, dtype, device = x.shape[0], x.shape, x.dtype, x.device
+    b, shape, dtype = x.shape[0], x.shape, x.dtype
+    device = model_device(model) or x.device
     d = math.prod(shape[1:])
     exact = d <= 16 if exact is None else exact
     eps = None
@@ -94,7 +97,7 @@ def log_likelihood(
         )
     else:
         log_prior = prior(x_t.to(device)).to(dtype).cpu()
-    return (log_prior + delta).to(device)
+    return (log_prior + delta).to(x.device)
 
 
 def bits_per_dim(

@@ -18,7 +18,14 @@ from scorelab.metrics.distances import (
     sliced_wasserstein,
 )
 from scorelab.metrics.divergences import js_divergence, kl_divergence
-from scorelab.metrics.evaluate import DESCRIPTIONS, evaluate
+from scorelab.metrics.evaluate import (
+    DESCRIPTIONS,
+    MIN_SAMPLES,
+    data_floor,
+    evaluate,
+    minimum_samples,
+    sample_size_warnings,
+)
 from scorelab.metrics.features import (
     FeatureClassifier,
     PrecisionRecall,
@@ -31,20 +38,24 @@ from scorelab.metrics.features import (
 
 __all__ = [
     "DESCRIPTIONS",
+    "MIN_SAMPLES",
     "FeatureClassifier",
     "PrecisionRecall",
     "class_accuracy",
     "classifier_confidence",
+    "data_floor",
     "energy_distance",
     "evaluate",
     "frechet_distance",
     "js_divergence",
     "kl_divergence",
     "memorization_ratio",
+    "minimum_samples",
     "mmd",
     "nearest_neighbor_distances",
     "precision_recall",
     "psnr",
+    "sample_size_warnings",
     "sliced_wasserstein",
     "train_classifier",
 ]

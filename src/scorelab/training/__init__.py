@@ -20,6 +20,7 @@ from scorelab.training.trainer import (
     pick_device,
     read_run_config,
     resume,
+    run_device,
     train,
 )
 
@@ -37,6 +38,7 @@ __all__ = [
     "pick_device",
     "read_run_config",
     "resume",
+    "run_device",
     "save_checkpoint",
     "train",
 ]

@@ -44,7 +44,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" (cuda, mps, cpu), or a torch device string
     checkpoint_every: int = 1000  # steps between checkpoints (and one at the end)
     log_every: int = 50  # steps between CSV log rows
-    out: str = "runs/train"  # the run folder
+    out: str = "scorelab-out/train"  # the run folder (must be empty or new; see train())
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

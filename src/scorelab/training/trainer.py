@@ -7,6 +7,8 @@ import csv
 import json
 import math
 import platform
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -14,13 +16,15 @@ from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 import scorelab
+from scorelab._utils import device_problem
 from scorelab.data import Dataset, load
 from scorelab.diffusion.objectives import OBJECTIVES, default_sigmas
-from scorelab.errors import DivergenceError
+from scorelab.errors import DivergenceError, Interrupted
 from scorelab.nets import Denoiser, build, from_config
+from scorelab.outputs import claim
+from scorelab.progress import progress as progress_counter
 from scorelab.training import distributed
 from scorelab.training.checkpoint import (
     load_checkpoint,
@@ -33,6 +37,55 @@ from scorelab.training.config import TrainConfig
 from scorelab.training.ema import EMA
 
 LOG_FIELDS = ["step", "loss", "lr", "grad_norm", "examples_per_s", "elapsed_s"]
+# Ctrl-C, a scheduler's stop (Slurm, Kubernetes) and Slurm's early warning (--signal=USR1)
+STOP_SIGNALS = tuple(
+    getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, n)
+)
+# config keys that say where and how long a run goes, not which run it is
+RESUMABLE_KEYS = ("steps", "out", "device", "compile", "checkpoint_every", "log_every")
+
+
+class _StopSignals:
+    """While open, SIGINT, SIGTERM and SIGUSR1 only record their number (``signum``), so the
+    loop can finish its step, checkpoint and stop; a second SIGINT interrupts the step itself.
+    Installed explicitly (an inherited SIG_IGN does not matter) in the main thread; the
+    previous handlers come back on exit."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # asked twice: stop inside the step
+        self.signum = signum
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def check_same_run(meta: dict, train: dict, checkpoint: Path) -> None:
+    """Raise if ``checkpoint`` (its ``meta``) was written under another training config than
+    ``train`` (the run's ``config.json``): the folder then mixes two runs."""
+    saved = meta.get("train")
+    if saved is None:  # written before checkpoints recorded their config
+        return
+    now = json.loads(json.dumps(train, default=str))
+    keys = sorted(k for k in saved.keys() | now.keys()
+                  if k not in RESUMABLE_KEYS and saved.get(k) != now.get(k))  # fmt: skip
+    if keys:
+        diff = "; ".join(f"{k} {saved.get(k)!r} there, {now.get(k)!r} in config.json" for k in keys)
+        raise ValueError(
+            f"checkpoint {checkpoint} belongs to another run than {checkpoint.parent.parent}/"
+            f"config.json ({diff}): the folder mixes two runs; train again into an empty folder"
+        )
 
 
 def _tensorboard(run_dir: Path):
@@ -113,6 +166,29 @@ def pick_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError as err:
         raise ValueError(f"device {name!r} is not a torch device (use auto, cpu, cuda)") from err
+
+
+def run_device(
+    record: dict, device: str | torch.device | None = None
+) -> tuple[torch.device, str | None]:
+    """Where to run a trained model: ``device`` if given (an error if this machine lacks it),
+    else the device the run was trained on, falling back to the CPU with a note (returned as
+    the second item, else ``None``) when this machine lacks that device."""
+    if device is not None:
+        dev = pick_device(device)
+        problem = device_problem(dev)
+        if problem is not None:
+            raise ValueError(f"device {device!r} is not available: {problem}; use device='cpu'")
+        return dev, None
+    recorded = record.get("device") or record.get("train", {}).get("device", "cpu")
+    try:
+        dev = pick_device(recorded)
+    except ValueError:
+        return torch.device("cpu"), f"the run's device {recorded!r} is unknown here; using cpu"
+    problem = device_problem(dev)
+    if problem is None:
+        return dev, None
+    return torch.device("cpu"), f"this run was trained on {recorded}, but {problem}; using cpu"
 
 
 def build_model(cfg: TrainConfig, data: Dataset) -> Denoiser:
@@ -302,15 +378,18 @@ class Trainer:
 
     # -- persistence ------------------------------------------------------------------------
     def describe(self) -> dict:
-        """The run record: configuration, model, data normalization and versions."""
+        """The run record: configuration, model, data normalization (with where an image
+        range came from), the device trained on, and versions."""
         return {
             "train": self.cfg.to_dict(),
             "model": self.model.config(),
+            "device": str(self.device),  # where the weights lived: sampling runs there too
             "data": {
                 "name": self.data.name,
                 "event_shape": list(self.data.event_shape),
                 "num_classes": self.data.num_classes,
                 "normalization": self.data.normalization.to_dict(),
+                "range_source": self.data.range_source,
             },
             "versions": {
                 "scorelab": scorelab.__version__,
@@ -335,14 +414,14 @@ class Trainer:
         distributed.barrier()
         return folder
 
-    def _checkpoint_folder(self) -> Path:
-        return self.run_dir / "checkpoints" / f"step-{self.step:08d}"
+    def _checkpoint_folder(self, step: int | None = None) -> Path:
+        return self.run_dir / "checkpoints" / f"step-{self.step if step is None else step:08d}"
 
     def _write_checkpoint(self) -> Path:
         """Rank 0's part of ``save`` (also used alone on Ctrl-C, where ranks do not wait)."""
         opt_tensors, opt_meta = optimizer_to_tensors(self.opt)
         rng = {"generator": self.generator.get_state(), "torch": torch.get_rng_state()}
-        meta = {"optimizer": opt_meta, "world_size": self.world_size}
+        meta = {"optimizer": opt_meta, "world_size": self.world_size, "train": self.cfg.to_dict()}
         if self.scaler is not None:
             meta["grad_scaler"] = self.scaler.state_dict()
         return save_checkpoint(
@@ -361,6 +440,7 @@ class Trainer:
         """Load the newest intact checkpoint; returns the damaged ones it skipped. Every rank
         reads the same files, whatever world size wrote them."""
         tensors, meta, skipped = load_checkpoint(self.run_dir)
+        check_same_run(meta, self.cfg.to_dict(), self._checkpoint_folder(int(meta["step"])))
         self.model.load_state_dict(tensors["model"])
         self.ema.load_state_dict(tensors["ema"])
         optimizer_from_tensors(self.opt, tensors["optimizer"], meta["optimizer"])
@@ -464,9 +544,11 @@ class Trainer:
     def run(self, until: int, progress: bool | None = None) -> list[float]:
         """Train until ``self.step == until``, logging and checkpointing as configured.
 
-        With several ranks only rank 0 writes the config, log, TensorBoard events and
-        checkpoints and shows the progress bar; the returned losses (means over the global
-        batch) are the same on every rank.
+        SIGINT (Ctrl-C), SIGTERM and SIGUSR1 let the current step finish, save a checkpoint and
+        raise ``scorelab.errors.Interrupted`` (a ``KeyboardInterrupt``); the run resumes from
+        there. With several ranks they agree on the step to stop at; only rank 0 writes the
+        config, log, TensorBoard events and checkpoints and shows progress; the returned losses
+        (means over the global batch) are the same on every rank.
         """
         cfg = self.cfg
         main = self.rank == 0
@@ -478,46 +560,66 @@ class Trainer:
         losses: list[float] = []
         window: list[float] = []
         start = last = time.perf_counter()
+        saved = self.step  # the step of the newest checkpoint (resumed from, or written)
         board = _tensorboard(self.run_dir) if main else None
         log = (
             log_path.open("w" if new_log else "a", newline="") if main else contextlib.nullcontext()
         )
-        with log as f, tqdm(
-            total=until, initial=self.step, desc="train", unit="step",
-            disable=(None if progress is None else not progress) if main else True,
-        ) as bar:  # fmt: skip
-            writer = csv.writer(f) if main else None
-            if writer is not None and new_log:
-                writer.writerow(LOG_FIELDS)
-            while self.step < until:
-                try:
-                    loss, norm = self.train_step()
-                except KeyboardInterrupt:  # Ctrl-C: keep the work done so far, then stop
-                    if main:  # alone: the other ranks are being interrupted too
-                        self._write_checkpoint()
-                    raise
-                losses.append(loss)
-                window.append(loss)
-                bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == until:
-                    now = time.perf_counter()
-                    rate = len(window) * cfg.batch_size / max(now - last, 1e-9)
-                    mean = sum(window) / len(window)
-                    lr = self.lr_at(self.step - 1)
-                    row = [self.step, f"{mean:.6g}", f"{lr:.6g}", f"{norm:.4g}", f"{rate:.1f}"]
-                    if writer is not None:
-                        writer.writerow([*row, f"{now - start:.2f}"])
-                        f.flush()
-                    if board is not None:
-                        board.add_scalar("loss", mean, self.step)
-                        board.add_scalar("examples_per_s", rate, self.step)
-                    bar.set_postfix(loss=f"{mean:.4f}", ex_per_s=f"{rate:.0f}")
-                    window, last = [], now
-                if self.step % cfg.checkpoint_every == 0 or self.step == until:
-                    self.save()
-        if board is not None:
-            board.close()
+        bar = progress_counter(until, "train", unit="step", initial=self.step,
+                               show=progress if main else False)  # fmt: skip
+        try:
+            with _StopSignals() as stop, log as f, bar:
+                writer = csv.writer(f) if main else None
+                if writer is not None and new_log:
+                    writer.writerow(LOG_FIELDS)
+                while True:
+                    signum = self._agreed_stop(stop.signum)
+                    if signum is not None:  # asked to stop: keep the work done so far
+                        if saved != self.step:
+                            self.save()
+                        raise Interrupted(signum, self.step, str(self._checkpoint_folder()))
+                    if self.step >= until:
+                        break
+                    try:
+                        loss, norm = self.train_step()
+                    except KeyboardInterrupt:  # raised mid-step (a second Ctrl-C, or no handler)
+                        if main:  # alone: the other ranks are being interrupted too
+                            self._write_checkpoint()
+                        raise
+                    losses.append(loss)
+                    window.append(loss)
+                    bar.update(1)
+                    if self.step % cfg.log_every == 0 or self.step == until:
+                        now = time.perf_counter()
+                        rate = len(window) * cfg.batch_size / max(now - last, 1e-9)
+                        mean = sum(window) / len(window)
+                        lr = self.lr_at(self.step - 1)
+                        row = [self.step, f"{mean:.6g}", f"{lr:.6g}", f"{norm:.4g}", f"{rate:.1f}"]
+                        if writer is not None:
+                            writer.writerow([*row, f"{now - start:.2f}"])
+                            f.flush()
+                        if board is not None:
+                            board.add_scalar("loss", mean, self.step)
+                            board.add_scalar("examples_per_s", rate, self.step)
+                        bar.set_postfix(loss=f"{mean:.4f}", ex_per_s=f"{rate:.0f}")
+                        window, last = [], now
+                    if self.step % cfg.checkpoint_every == 0 or self.step == until:
+                        self.save()
+                        saved = self.step
+        finally:
+            if board is not None:
+                board.close()
         return losses
+
+    def _agreed_stop(self, signum: int | None) -> int | None:
+        """The stop signal agreed by every rank (one rank's signal stops all at the same step);
+        a single process returns its own."""
+        if self.world_size == 1:
+            return signum
+        flag = torch.tensor([float(signum or 0)], device=self.device)
+        if distributed.all_mean(flag).item() == 0:
+            return None
+        return signum or int(signal.SIGTERM)
 
     def ema_model(self) -> Denoiser:
         """A copy of the model holding the EMA weights, in eval mode."""
@@ -531,9 +633,18 @@ class Trainer:
         return model.eval()
 
 
-def train(cfg: TrainConfig, progress: bool | None = None) -> TrainResult:
-    """Train from scratch as ``cfg`` says; the run folder gets config, log and checkpoints.
-    Under ``torchrun`` each process runs this as one rank of a data-parallel group."""
+def train(cfg: TrainConfig, progress: bool | None = None, overwrite: bool = False) -> TrainResult:
+    """Train from scratch as ``cfg`` says; the run folder ``cfg.out`` gets config, log and
+    checkpoints. A folder that already holds files is refused (``resume`` continues a run)
+    unless ``overwrite``, which clears a scorelab output first. Under ``torchrun`` each process
+    runs this as one rank of a data-parallel group (rank 0 clears)."""
+    if not overwrite or distributed.is_main():
+        out = repr(str(cfg.out))
+        removed = claim(cfg.out, overwrite, name="out folder", flag="overwrite=True", fix=(
+            f"continue that run with resume({out}), pass overwrite=True to replace it, or "
+            "choose another out"))  # fmt: skip
+        if removed:
+            print(f"overwrite=True: removed {', '.join(removed)} from {cfg.out}")
     trainer = Trainer(cfg)
     try:
         losses = trainer.run(cfg.steps, progress)
@@ -572,10 +683,18 @@ def resume(run_dir: str | Path, steps: int | None = None, progress: bool | None 
         trainer.close()
 
 
-def load_model(run_dir: str | Path, ema: bool = True, device: str = "cpu") -> tuple[Denoiser, dict]:
-    """The trained model of a run (EMA weights by default) and its run record."""
+def load_model(
+    run_dir: str | Path, ema: bool = True, device: str | torch.device | None = None
+) -> tuple[Denoiser, dict]:
+    """The trained model of a run (EMA weights by default) and its run record, on ``device``:
+    by default the device it was trained on, or the CPU (with a warning) where this machine
+    lacks it (``run_device``)."""
     record = read_run_config(run_dir)
-    tensors, _, skipped = load_checkpoint(Path(run_dir))
+    dev, note = run_device(record, device)
+    if note is not None:
+        warnings.warn(note, stacklevel=2)
+    tensors, meta, skipped = load_checkpoint(Path(run_dir))
+    check_same_run(meta, record["train"], Path(run_dir, "checkpoints", f"step-{meta['step']:08d}"))
     for line in skipped:
         print(f"warning: skipped damaged checkpoint {line}")
     from scorelab import baselines  # a baseline's record has a "kind" key (VAE, GAN, DAE)
@@ -585,4 +704,4 @@ def load_model(run_dir: str | Path, ema: bool = True, device: str = "cpu") -> tu
     model = rebuild(config)
     model.load_state_dict(tensors["ema" if ema else "model"])
     model.event_shape = tuple(record["data"]["event_shape"])
-    return model.to(device).eval(), record
+    return model.to(dev).eval(), record
