@@ -73,6 +73,58 @@ def _reverse_sde_step(x, denoised, sigma, sigma_next, generator):
     return x + dvar * (denoised - x) / sigma**2 + torch.sqrt(dvar) * _noise(x, generator)
 
 
+def _step_order(i: int, steps: int, order: int) -> int:
+    """Order of multistep step ``i`` of ``steps``: a lower-order warm start (only ``i + 1``
+    values known) and, below 15 steps, lower order on the last steps, where the steps in
+    ``log sigma`` are long (diffusers' ``lower_order_final``); the step to 0 is ``D`` anyway."""
+    return max(1, min(order, i + 1, steps - i if steps < 15 else order))
+
+
+def _exp_moments(h: float, k: int) -> list[float]:
+    """``mu_m = h int_0^1 exp(-h (1 - u)) u^m du`` for ``m < k``: the integrals of the monomials
+    against the exponential-integrator kernel over one step of length ``h`` in
+    ``lambda = -log sigma``: ``mu_m = m! h phi_(m+1)(-h)``, the ``phi``-functions of exponential
+    integrators that DPM-Solver++ (Lu et al. 2022) uses; ``mu_0 = 1 - e^-h``.
+    A series for small ``h`` (the recursion ``mu_m = 1 - m mu_(m-1) / h`` cancels there)."""
+    if h < 1.0:
+        return [h * sum((-h) ** j * math.factorial(m) / math.factorial(m + j + 1)
+                        for j in range(24)) for m in range(k)]  # fmt: skip
+    mu = [-math.expm1(-h)]
+    for m in range(1, k):
+        mu.append(1 - m * mu[-1] / h)
+    return mu
+
+
+def _interp_weights(nodes: list[float], moments: list[float]) -> list[float]:
+    """Weights ``w`` with ``sum_j w_j r_j^m = moments[m]``, ``m < len(nodes)``: integrating the
+    polynomial through values at the (normalized) ``nodes`` against a kernel with those
+    moments. Every multistep update here (Adams-Bashforth, DPM-Solver++, UniPC) is one call."""
+    vander = np.vander(np.asarray(nodes, dtype=np.float64), len(nodes), increasing=True).T
+    return np.linalg.solve(vander, np.asarray(moments, dtype=np.float64)).tolist()
+
+
+def _combine(x: Tensor, c: float, weights: list[float], values: list[Tensor]) -> Tensor:
+    """``c x + sum_j w_j v_j`` in ``x``'s dtype, one output buffer."""
+    out = x * c
+    for w, v in zip(weights, values, strict=True):
+        out.add_(v, alpha=w)
+    return out
+
+
+def _lambda(sigma: Tensor) -> float:
+    return -math.log(float(sigma))
+
+
+def _push(history: list, value: object, keep: int) -> list:
+    """``history + [value]``, keeping the newest ``keep`` entries."""
+    return [*history, value][-keep:]
+
+
+def _check_order(order: int, most: int, name: str) -> None:
+    if not isinstance(order, int) or not 1 <= order <= most:
+        raise ValueError(f"{name}: order must be an int from 1 to {most}; got {order!r}")
+
+
 # -- Langevin ------------------------------------------------------------------------------
 @torch.no_grad()
 def langevin(denoiser, x, sigmas, *, generator=None, callback=None, steps=100,
@@ -231,6 +283,111 @@ def dpmpp_2m(denoiser, x, sigmas, *, generator=None, callback=None):
 
 
 @torch.no_grad()
+def dpmpp_3m_sde(denoiser, x, sigmas, *, generator=None, callback=None, eta=1.0,
+                 s_noise=1.0):  # fmt: skip
+    """DPM-Solver++(3M) SDE (Lu et al. 2022, multistep DPM-Solver++ on the diffusion SDE, as in
+    k-diffusion's ``sample_dpmpp_3m_sde``): the data-prediction exponential integrator with noise
+    fraction ``eta``, ``x' = e^-(1+eta)h x + int e^-(1+eta)(h-t) D + sigma' sqrt(1 - e^-2 eta h)
+    z``, with ``D`` the quadratic through the last three denoised values, integrated exactly
+    (so third order at ``eta = 0``; warm start and last steps at lower order)."""
+    name, steps = ("dpmpp_3m_sde" if eta > 0 else "dpmpp_3m"), len(sigmas) - 1
+    lams: list[float] = []  # lambda = -log sigma of the stored denoised values
+    hist: list[Tensor] = []  # the last (up to 3) denoised values, oldest first
+    for i in range(steps):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        denoised = _denoise(denoiser, x, sigma)
+        lams, hist = _push(lams, _lambda(sigma), 3), _push(hist, denoised, 3)
+        if sigma_next == 0:
+            x = denoised
+        else:
+            h = math.log(float(sigma / sigma_next))
+            k = _step_order(i, steps, 3)
+            nodes = [(lam - lams[-1]) / h for lam in lams[-k:]]  # <= 0, in units of h
+            w = _interp_weights(nodes, _exp_moments(h * (1 + eta), k))
+            x = _combine(x, math.exp(-h * (1 + eta)), w, hist[-k:])
+            if eta > 0:  # the noise the exact linear SDE step adds
+                std = float(sigma_next) * math.sqrt(-math.expm1(-2 * eta * h)) * s_noise
+                x.add_(_noise(x, generator), alpha=std)
+        _finish(x, i, sigma, sigma_next, denoised, callback, name)
+    return x
+
+
+@torch.no_grad()
+def dpmpp_3m(denoiser, x, sigmas, *, generator=None, callback=None):
+    """DPM-Solver++(3M) (Lu et al. 2022, multistep third order in ``lambda = -log sigma``, data
+    prediction): ``dpmpp_3m_sde`` with ``eta = 0``, one evaluation a step."""
+    return dpmpp_3m_sde(denoiser, x, sigmas, generator=generator, callback=callback, eta=0.0)
+
+
+@torch.no_grad()
+def unipc(denoiser, x, sigmas, *, generator=None, callback=None, order=3, corrector=True):
+    """UniPC (Zhao et al. 2023; data prediction, ``B(h) = expm1(h)``, the "bh2" variant):
+    a multistep predictor UniP of ``order`` in ``lambda = -log sigma``, and the corrector UniC,
+    which redoes each step with the next step's evaluation added as a node at ``r = 1``, so
+    it costs no evaluation (NFE = steps) and raises the order by one. With bh2 the two-node
+    weights use ``rho = 1/2``; with more nodes the order conditions are solved exactly."""
+    _check_order(order, 3, "unipc")
+    steps = len(sigmas) - 1
+    lams: list[float] = []
+    hist: list[Tensor] = []
+    prev = None  # (x, h, nodes) of the last predictor step, for the corrector
+    for i in range(steps):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        denoised = _denoise(denoiser, x, sigma)
+        # UniC: the last step again, with the new D(x) as a node at r = 1
+        if corrector and prev is not None and sigma_next > 0:
+            x_prev, h_prev, nodes = prev
+            nodes = [*nodes, 1.0]
+            w = _interp_weights(nodes, _unipc_moments(h_prev, len(nodes)))
+            x = _combine(x_prev, math.exp(-h_prev), w, [*hist[-len(nodes) + 1 :], denoised])
+        lams, hist = _push(lams, _lambda(sigma), order), _push(hist, denoised, order)
+        if sigma_next == 0:
+            x = denoised
+        else:  # UniP
+            h = math.log(float(sigma / sigma_next))
+            k = _step_order(i, steps, order)
+            nodes = [(lam - lams[-1]) / h for lam in lams[-k:]]
+            prev = (x, h, nodes)
+            x = _combine(x, math.exp(-h), _interp_weights(nodes, _unipc_moments(h, k)), hist[-k:])
+        _finish(x, i, sigma, sigma_next, denoised, callback, "unipc")
+    return x
+
+
+def _unipc_moments(h: float, k: int) -> list[float]:
+    """The moments UniPC-bh2 matches: exact (``_exp_moments``) except that with two nodes the
+    first-order one is ``B(h) rho = mu_0 / 2`` (``rho = 1/2``, the paper's order-2 choice)."""
+    mu = _exp_moments(h, k)
+    return [mu[0], mu[0] / 2] if k == 2 else mu
+
+
+@torch.no_grad()
+def ipndm(denoiser, x, sigmas, *, generator=None, callback=None, order=4):
+    """Improved PNDM, "iPNDM" (Zhang & Chen 2023, DEIS): Adams-Bashforth of ``order``
+    (<= 4) on the probability-flow ODE ``dx/dsigma = (x - D) / sigma`` reusing past slopes,
+    with variable-step weights (the slopes' interpolating polynomial integrated over each
+    step), a lower-order warm start and lower order on the last steps; one evaluation a step."""
+    _check_order(order, 4, "ipndm")
+    steps = len(sigmas) - 1
+    nodes_sigma: list[float] = []
+    slopes: list[Tensor] = []
+    for i in range(steps):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        denoised = _denoise(denoiser, x, sigma)
+        d = (x - denoised) / sigma
+        nodes_sigma, slopes = _push(nodes_sigma, float(sigma), order), _push(slopes, d, order)
+        if sigma_next == 0:
+            x = denoised  # Euler to 0: x - sigma d
+        else:
+            dt = float(sigma_next - sigma)
+            k = _step_order(i, steps, order)
+            nodes = [(s - nodes_sigma[-1]) / dt for s in nodes_sigma[-k:]]
+            w = _interp_weights(nodes, [1 / (m + 1) for m in range(k)])
+            x = _combine(x, 1.0, [dt * wj for wj in w], slopes[-k:])
+        _finish(x, i, sigma, sigma_next, denoised, callback, "ipndm")
+    return x
+
+
+@torch.no_grad()
 def rk45(denoiser, x, sigmas, *, generator=None, callback=None, rtol=1e-4, atol=1e-4):
     """Adaptive Runge-Kutta (Dormand-Prince 5(4), scipy's RK45) on the probability-flow ODE in
     ``t = log sigma``: ``dx/dt = x - D(x, sigma)``, from ``sigmas[0]`` to the smallest positive
@@ -272,4 +429,8 @@ SAMPLERS: dict[str, Callable[..., Tensor]] = {
     "heun": heun,
     "rk45": rk45,
     "dpmpp_2m": dpmpp_2m,
+    "dpmpp_3m": dpmpp_3m,
+    "dpmpp_3m_sde": dpmpp_3m_sde,
+    "unipc": unipc,
+    "ipndm": ipndm,
 }

@@ -1,0 +1,126 @@
+"""Noise-level schedules as data: a decreasing 1-D tensor of sigmas ending in 0.
+
+Fixed formulas live on the processes (``Process.sigmas``); this module checks schedules that
+come from elsewhere (a user's list, a stored or optimized schedule) before a sampler sees them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+LEVEL_SAMPLERS = ("langevin", "annealed_langevin")  # run at each listed level; no 0 needed
+
+
+def check_sigmas(sigmas: object, sampler: str = "", dtype: torch.dtype = torch.float64) -> Tensor:
+    """``sigmas`` as a 1-D tensor of ``dtype``, or a ``ValueError`` naming what is wrong: it
+    must be finite, strictly decreasing, with at least one positive level, and end in 0
+    (except for the Langevin samplers, which run at the listed levels)."""
+    try:
+        s = torch.as_tensor(sigmas, dtype=dtype)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"sigmas must be a 1-D sequence of numbers; got {sigmas!r}") from err
+    if s.ndim != 1 or len(s) < (1 if sampler in LEVEL_SAMPLERS else 2):
+        raise ValueError(
+            f"sigmas must be a 1-D tensor of decreasing noise levels ending in 0, such as "
+            f"[80.0, 10.0, 1.0, 0.0]; got shape {tuple(s.shape)}"
+        )
+    if not torch.isfinite(s).all():
+        raise ValueError(f"sigmas must be finite; got {s.tolist()}")
+    if (s < 0).any() or s[0] <= 0:
+        raise ValueError(f"sigmas must be >= 0 and start above 0; got {s.tolist()}")
+    steps = s[1:] - s[:-1]
+    if (steps >= 0).any():
+        i = int((steps >= 0).nonzero()[0])
+        raise ValueError(
+            f"sigmas must decrease strictly; sigmas[{i}] = {float(s[i]):.4g} <= "
+            f"sigmas[{i + 1}] = {float(s[i + 1]):.4g}"
+        )
+    if sampler not in LEVEL_SAMPLERS and s[-1] != 0:
+        raise ValueError(
+            f"sigmas must end in 0 (the last step returns the denoised data); got last "
+            f"{float(s[-1]):.4g}: append 0, e.g. torch.cat([sigmas, sigmas.new_zeros(1)])"
+        )
+    return s
+
+
+def karras_grid(n: int, sigma_max: float, sigma_min: float, rho: float = 7.0) -> Tensor:
+    """``n`` levels from ``sigma_max`` to ``sigma_min`` uniform in ``sigma^(1/rho)`` (Karras et
+    al. 2022, eq. 5), float64."""
+    t = torch.linspace(0, 1, n, dtype=torch.float64)
+    hi, lo = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    levels = (hi + t * (lo - hi)) ** rho
+    levels[0], levels[-1] = sigma_max, sigma_min  # exactly, not through the power
+    return levels
+
+
+@torch.no_grad()
+def optimized_sigmas(
+    denoiser: Callable[[Tensor, Tensor], Tensor],
+    x: Tensor,
+    steps: int,
+    *,
+    sigma_max: float,
+    sigma_min: float = 0.002,
+    grid: int = 100,
+    substeps: int = 3,
+    fine_scale: float | None = None,
+) -> Tensor:
+    """A schedule of ``steps`` levels (then 0) fitted to a model, by dynamic programming over a
+    fine grid as in GITS (Chen et al. 2024): a teacher trajectory of the probability-flow ODE
+    from ``x`` (prior draws at ``sigma_max``) is solved finely (``dpmpp_3m`` on ``substeps``
+    levels per interval of a ``grid``-level Karras grid); the cost of a jump between two grid
+    levels is the RMS error of one Euler (DDIM) step against the teacher, and of ending at a
+    level the error of ``D`` there against the teacher's end; the cheapest path of ``steps``
+    evaluations wins (the last level is chosen too). Costs ``(grid - 1) * substeps + 1``
+    evaluations on ``x``'s batch; returns float64 on the CPU, for ``diffusion.sample(...,
+    sigmas=...)``.
+
+    ``fine_scale`` (a variance, in the data's units squared): the errors of a jump landing at
+    ``sigma`` are weighted by ``1 / sqrt(1 + sigma^2 / fine_scale)``, the factor by which the
+    flow of a Gaussian of that variance shrinks them on its way to 0, so that structure of
+    that size (narrow modes) gets steps at small sigma. ``None``: unweighted, as in GITS.
+    """
+    from scorelab.diffusion.samplers import dpmpp_3m  # samplers do not import schedules
+
+    if not isinstance(steps, int) or not 1 <= steps < grid:
+        raise ValueError(f"steps must be an int from 1 to grid - 1 = {grid - 1}; got {steps!r}")
+    levels = karras_grid(grid, sigma_max, sigma_min)  # [grid]
+    fine = karras_grid((grid - 1) * substeps + 1, sigma_max, sigma_min)
+    fine[::substeps] = levels  # the grid levels lie on the fine path exactly
+    xs, ds = [x], []  # the teacher's states and denoised values at the grid levels
+
+    def record(info: dict) -> None:
+        if info["i"] % substeps == 0:
+            ds.append(info["denoised"])
+        if (info["i"] + 1) % substeps == 0:
+            xs.append(info["x"])
+
+    dpmpp_3m(denoiser, x, fine.to(x), callback=record)
+    ds.append(denoiser(xs[-1], levels[-1].to(x).expand(x.shape[0])))
+    xt, dt = torch.stack(xs).flatten(1).double(), torch.stack(ds).flatten(1).double()  # [grid, B*d]
+    scale = math.sqrt(x[0].numel())
+    cost = torch.full((grid, grid), math.inf, dtype=torch.float64)
+    for i in range(grid - 1):  # Euler from level i to every later level j
+        ratio = (levels[i + 1 :] / levels[i])[:, None]
+        pred = dt[i] + ratio * (xt[i] - dt[i])  # [grid - i - 1, B*d]
+        cost[i, i + 1 :] = (pred - xt[i + 1 :]).norm(dim=1) / (math.sqrt(x.shape[0]) * scale)
+    if fine_scale is not None:
+        cost = cost / torch.sqrt(1 + levels**2 / fine_scale)[None, :]
+    final = (dt - dt[-1]).norm(dim=1) / (math.sqrt(x.shape[0]) * scale)  # D at level j as output
+    # best[k, j]: the cheapest way from level 0 to level j in k jumps
+    best = torch.full((steps, grid), math.inf, dtype=torch.float64)
+    prev = torch.zeros((steps, grid), dtype=torch.long)
+    best[0, 0] = 0.0
+    for k in range(1, steps):
+        total = best[k - 1][:, None] + cost  # [from, to]
+        best[k], prev[k] = total.min(dim=0)
+    j = int(torch.argmin(best[steps - 1] + final))
+    path = [j]
+    for k in range(steps - 1, 0, -1):
+        j = int(prev[k, j])
+        path.append(j)
+    return torch.cat([levels[path[::-1]], levels.new_zeros(1)])

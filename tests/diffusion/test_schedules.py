@@ -1,0 +1,52 @@
+"""Schedules as data: validation, and the schedule fitted to a model against exact flows."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scorelab import diffusion
+from scorelab.densities import Gaussian
+from scorelab.diffusion.schedules import check_sigmas, karras_grid, optimized_sigmas
+
+F64 = torch.float64
+
+
+def test_karras_grid_is_the_edm_process():
+    got = karras_grid(10, 80.0, 0.002)
+    torch.testing.assert_close(got, diffusion.EDM().sigmas(10, F64)[:-1], rtol=1e-12, atol=0)
+
+
+def test_check_sigmas_lets_levels_without_zero_through_for_langevin_only():
+    assert check_sigmas([1.0, 0.5], "annealed_langevin").tolist() == [1.0, 0.5]
+    with pytest.raises(ValueError, match="must end in 0"):
+        check_sigmas([1.0, 0.5], "euler")
+
+
+def _flow_error(sampler, sigmas):
+    """Max error against the exact probability-flow map of N(mu, C) from sigma_max to 0:
+    x0 = mu + U diag(sqrt(lam / (lam + sigma_max^2))) U^T (x - mu)."""
+    g = Gaussian([0.5, -1.0], [[1.0, 0.095], [0.095, 0.01]])  # one narrow direction
+    x = 20 * torch.randn(256, 2, generator=torch.Generator().manual_seed(3), dtype=F64)
+    lam, u = torch.linalg.eigh(g.cov)
+    exact = g.mean + ((x - g.mean) @ u * torch.sqrt(lam / (lam + 400))) @ u.T
+    return (diffusion.SAMPLERS[sampler](g.denoise, x, sigmas) - exact).abs().max().item(), g, x
+
+
+@pytest.mark.parametrize(("sampler", "gain"), [("euler", 1.5), ("dpmpp_3m", 4), ("unipc", 4)])
+def test_optimized_schedule_beats_the_fixed_one_at_a_small_budget(sampler, gain):
+    """Fitted on the draws it is then used on, 8 levels placed by the dynamic programme give a
+    smaller error than the EDM levels over the same range (deterministic; measured: 1.7x for
+    euler, 8.2x for dpmpp_3m, 6.5x for unipc)."""
+    edm = diffusion.EDM(sigma_min=0.002, sigma_max=20.0).sigmas(8, F64)
+    err_edm, g, x = _flow_error(sampler, edm)
+    sig = optimized_sigmas(g.denoise, x, 8, sigma_max=20.0, sigma_min=0.002)
+    assert check_sigmas(sig).equal(sig) and len(sig) == 9 and sig[0] == 20.0
+    err_opt = _flow_error(sampler, sig)[0]
+    assert err_opt < err_edm / gain, (err_opt, err_edm, sig.tolist())
+
+
+def test_optimized_schedule_refuses_a_budget_beyond_its_grid():
+    g = Gaussian([0.0], 1.0)
+    with pytest.raises(ValueError, match="steps must be an int from 1 to grid - 1 = 9"):
+        optimized_sigmas(g.denoise, torch.zeros(4, 1), 10, sigma_max=5.0, grid=10)
