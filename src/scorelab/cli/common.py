@@ -163,6 +163,11 @@ def load_run_data(record: dict, heldout: bool = False):
 
     from scorelab.data import TOY_NAMES, Normalization, load
 
+    if is_diffusers_record(record):
+        raise ValueError(
+            f"{record['diffusers']} is a diffusers folder, which carries no data: name the "
+            "data (a built-in name or a file, e.g. --reference DATA, --nll DATA or --data DATA)"
+        )
     train_cfg = record["train"]
     name, seed = train_cfg["data"], train_cfg["seed"]
     norm = Normalization.from_dict(record["data"]["normalization"])
@@ -175,6 +180,62 @@ def load_run_data(record: dict, heldout: bool = False):
         return load(name, n=train_cfg["n"] or 10_000, split="test", normalization=norm,
                     generator=torch.Generator().manual_seed(seed + 1))  # fmt: skip
     raise ValueError(f"run data {name!r} has no held-out part; pass a built-in data set")
+
+
+# -- diffusers folders (issue 19): one loader for sample, eval, denoise and inpaint ------------
+DIFFUSERS_PIXELS = (0.0, 255.0)  # a diffusers image model's data units: 8-bit pixels on [-1, 1]
+
+
+def is_diffusers_record(record: dict | None) -> bool:
+    """Whether ``record`` stands for a diffusers folder (``run_record``) rather than a run."""
+    return record is not None and "diffusers" in record
+
+
+def run_record(path: str | Path) -> dict:
+    """The run record of a scorelab run folder (``config.json``), or for a folder saved by
+    diffusers' ``save_pretrained`` (``model_index.json``, or ``config.json`` with
+    ``_class_name``) a stand-in naming it: CPU, no data (``load_run_data`` asks for some), and
+    data files read in their own range (8-bit pixels 0..255 onto the model's [-1, 1])."""
+    from scorelab.interop import is_diffusers_folder
+    from scorelab.training import read_run_config
+
+    if not is_diffusers_folder(path):
+        return read_run_config(path)
+    import importlib.metadata
+
+    try:
+        version = importlib.metadata.version("diffusers")
+    except importlib.metadata.PackageNotFoundError:
+        version = "not installed"
+    return {"diffusers": str(path), "device": "cpu", "data": {"normalization": None},
+            "versions": {"scorelab": scorelab.__version__, "diffusers": version}}  # fmt: skip
+
+
+def load_any(path: str | Path, device: torch.device):
+    """``(model, record)`` of a scorelab run folder (``training.load_model``: EMA weights) or of
+    a diffusers folder (``interop.from_diffusers``: its UNet2DModel and scheduler), on
+    ``device``; the record as ``run_record`` gives it, with the model's event shape."""
+    from scorelab.interop import from_diffusers
+    from scorelab.training import load_model
+
+    record = run_record(path)
+    if not is_diffusers_record(record):
+        return load_model(path, device=device)
+    model = from_diffusers(path, device=device)
+    record["data"]["event_shape"] = list(model.event_shape)
+    return model, record
+
+
+def diffusers_data(record: dict, num_classes: int | None = None):
+    """An empty stand-in for a diffusers folder's training data: the event shape, 8-bit pixel
+    units (``DIFFUSERS_PIXELS``) and the model's classes, for the commands that decode samples."""
+    import torch
+
+    from scorelab.data import Dataset, Normalization
+
+    shape = tuple(record["data"]["event_shape"])
+    pixels = Normalization.to_unit_range(None, *DIFFUSERS_PIXELS)
+    return Dataset(torch.zeros(0, *shape), None, pixels, record["diffusers"], "none", num_classes)
 
 
 def to_unit_interval(x: torch.Tensor, normalization) -> torch.Tensor:

@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scorelab.cli.common import add_device, choose_device, fail, load_run_data, to_unit_interval
+from scorelab.cli.common import (
+    add_device,
+    choose_device,
+    fail,
+    load_any,
+    load_run_data,
+    run_record,
+    to_unit_interval,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -20,7 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "split for digits), denoise with x + sigma^2 score(x, sigma), and report the PSNR of the "
         "noisy and denoised data (model units; images span [-1, 1], a range of 2).",
     )
-    p.add_argument("run_dir", help="folder written by scorelab train")
+    p.add_argument("run_dir", help="folder written by scorelab train, or a diffusers folder")
+    p.add_argument("--data", default=None, metavar="DATA",
+                   help="held-out data: a built-in name or a file (default the run's held-out "
+                   "part; needed for a diffusers folder)")  # fmt: skip
     p.add_argument("--sigma", type=float, nargs="+", default=[0.1, 0.2, 0.5],
                    help="noise levels to add and remove (model units)")  # fmt: skip
     p.add_argument("-n", type=int, default=None, help="number of examples (default all)")
@@ -56,13 +67,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from matplotlib.figure import Figure
 
-    from scorelab.training import load_model, read_run_config
+    from scorelab.cli.eval_cmd import reference_data
     from scorelab.viz import draw_grid
 
     try:
-        record = read_run_config(args.run_dir)
-        model, record = load_model(args.run_dir, device=choose_device(args.device, record))
-        held = load_run_data(record, heldout=True)
+        model, record = load_any(args.run_dir, choose_device(args.device, run_record(args.run_dir)))
+        if args.data is None:
+            held = load_run_data(record, heldout=True)
+        else:
+            held = reference_data(args.data, record, None, args.seed)
     except ValueError as err:
         fail(err)
     clean = held.x[: args.n] if args.n else held.x

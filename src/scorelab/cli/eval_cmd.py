@@ -14,7 +14,16 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scorelab.cli.common import add_data_key, add_device, choose_device, fail, load_run_data
+from scorelab.cli.common import (
+    add_data_key,
+    add_device,
+    choose_device,
+    fail,
+    is_diffusers_record,
+    load_any,
+    load_run_data,
+    run_record,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -29,7 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="metrics of samples against data, or likelihoods of a trained run",
         description=__doc__,
     )
-    p.add_argument("path", help="samples (.npz from scorelab sample, or .npy) or a run folder")
+    p.add_argument("path", help="samples (.npz from scorelab sample, or .npy), a run folder, "
+                   "or a diffusers folder (save_pretrained)")  # fmt: skip
     p.add_argument(
         "--reference",
         metavar="DATA",
@@ -71,7 +81,8 @@ def reference_data(
 
     from scorelab.data import TOY_NAMES, Dataset, Normalization, load
 
-    norm = None if record is None else Normalization.from_dict(record["data"]["normalization"])
+    stored = None if record is None else record["data"]["normalization"]  # None: diffusers
+    norm = None if stored is None else Normalization.from_dict(stored)
     if spec is None:
         if record is None:
             raise ValueError("these samples carry no run record; pass --reference DATA")
@@ -165,10 +176,12 @@ def likelihood_table(model, data: Dataset, n: int, seed: int, hutchinson: bool) 
     d = x[0].numel()
     out: dict[str, float | int | str] = {"data": f"{data.name} ({data.split})", "n": len(x)}
     width = quantization_step(data.x)
+    # a diffusers model: integrate over its own schedule's sigma range
+    span = {k: getattr(model, k) for k in ("sigma_min", "sigma_max") if hasattr(model, k)}
     if width is None:
-        ll = log_likelihood(model, x, exact=exact, generator=gen)
+        ll = log_likelihood(model, x, exact=exact, generator=gen, **span)
     else:
-        bpd = bits_per_dim(model, x, width, exact=exact, generator=gen)
+        bpd = bits_per_dim(model, x, width, exact=exact, generator=gen, **span)
         out["bits_per_dim"], out["bits_per_dim_se"] = _mean_se(bpd)
         out["bin_width"] = width
         ll = -bpd * d * math.log(2) - d * math.log(width)  # inverse of nats_to_bits_per_dim
@@ -200,8 +213,6 @@ def _read_samples(path: Path) -> tuple[torch.Tensor, dict | None, torch.Tensor |
     import numpy as np
     import torch
 
-    from scorelab.training import read_run_config
-
     try:
         arrays = np.load(path)
     except (OSError, ValueError) as err:
@@ -212,8 +223,8 @@ def _read_samples(path: Path) -> tuple[torch.Tensor, dict | None, torch.Tensor |
     if "record" in arrays:
         provenance = json.loads(str(arrays["record"]))
         run = provenance.get("run")
-        if run and Path(run, "config.json").exists():
-            record = read_run_config(run)
+        if run and any(Path(run, f).exists() for f in ("config.json", "model_index.json")):
+            record = run_record(run)  # a run folder or a diffusers folder
     key = "model_units" if record is not None and "model_units" in arrays else "samples"
     if key not in arrays:
         raise ValueError(f"{path} holds no 'samples' array; pass a file from scorelab sample")
@@ -223,7 +234,6 @@ def _read_samples(path: Path) -> tuple[torch.Tensor, dict | None, torch.Tensor |
 
 def run(args: argparse.Namespace) -> int:
     from scorelab.data import Dataset, Normalization
-    from scorelab.training import load_model, read_run_config
 
     path = Path(args.path)
     result: dict = {"input": str(path)}
@@ -232,8 +242,7 @@ def run(args: argparse.Namespace) -> int:
             if not args.nll:
                 fail("a run folder needs --nll DATA (test, train, or a data set); to judge "
                      "samples, run scorelab sample first and pass the .npz")  # fmt: skip
-            record = read_run_config(path)
-            model, record = load_model(path, device=choose_device(args.device, record))
+            model, record = load_any(path, choose_device(args.device, run_record(path)))
             if args.nll == "test":
                 data = load_run_data(record, heldout=True)
             elif args.nll == "train":
@@ -257,7 +266,8 @@ def run(args: argparse.Namespace) -> int:
             if record is None:  # samples in data units: compare in data units
                 held = Dataset(held.decode(held.x), held.labels, Normalization.identity(),
                                held.name, held.split)  # fmt: skip
-            train = load_run_data(record) if record is not None else None
+            has_data = record is not None and not is_diffusers_record(record)
+            train = load_run_data(record) if has_data else None
             device = choose_device(args.device, record or {})
             notes: list[str] = []
             metrics, floor = sample_metrics(samples, held, train, args.seed, labels,

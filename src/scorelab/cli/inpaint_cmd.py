@@ -17,8 +17,12 @@ from scorelab.cli.common import (
     add_data_key,
     add_device,
     choose_device,
+    diffusers_data,
     fail,
+    is_diffusers_record,
+    load_any,
     load_run_data,
+    run_record,
     to_unit_interval,
 )
 from scorelab.cli.names import INPAINT_METHODS
@@ -35,7 +39,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="fill in hidden pixels or missing values with a trained run",
         description=__doc__,
     )
-    p.add_argument("run_dir", help="folder written by scorelab train")
+    p.add_argument("run_dir", help="folder written by scorelab train, or a diffusers folder")
+    p.add_argument("--data", default=None, metavar="DATA",
+                   help="held-out data to hide parts of: a built-in name or a file (default "
+                   "the run's held-out part; a diffusers folder needs it or --input)")  # fmt: skip
     p.add_argument(
         "--input",
         default=None,
@@ -141,13 +148,15 @@ def run(args: argparse.Namespace) -> int:
     from matplotlib.figure import Figure
 
     from scorelab import diffusion
-    from scorelab.training import load_model, read_run_config
+    from scorelab.cli.eval_cmd import reference_data
     from scorelab.viz import draw_grid
 
     try:
-        record = read_run_config(args.run_dir)
-        model, record = load_model(args.run_dir, device=choose_device(args.device, record))
-        train = load_run_data(record)
+        model, record = load_any(args.run_dir, choose_device(args.device, run_record(args.run_dir)))
+        if is_diffusers_record(record):  # no training data: 8-bit pixel units
+            train = diffusers_data(record, model.num_classes)
+        else:
+            train = load_run_data(record)
         shape = train.event_shape
         truth = None
         if args.input:
@@ -155,7 +164,10 @@ def run(args: argparse.Namespace) -> int:
             mask = (~torch.isnan(raw)).float()
             x = train.normalization.forward(torch.nan_to_num(raw)) * mask
         else:
-            held = load_run_data(record, heldout=True)
+            if args.data is None:
+                held = load_run_data(record, heldout=True)
+            else:
+                held = reference_data(args.data, record, None, args.seed)
             truth = held.x[: args.n]
             one = (
                 region_mask(shape, args.mask)
@@ -184,7 +196,8 @@ def run(args: argparse.Namespace) -> int:
               "hidden_share": 1 - mask.mean().item()}  # fmt: skip
     if truth is not None:
         hidden = 1 - mask
-        baseline = train.x.mean(0).expand_as(truth)  # fill with the training mean
+        mean = (train.x if len(train) else held.x).mean(0)  # diffusers: no training data
+        baseline = mean.expand_as(truth)  # fill with the training mean
         for name, guess in (("rmse", filled), ("rmse_mean_fill", baseline)):
             err = ((guess - truth) * hidden).square().sum() / hidden.sum()
             report[name] = err.sqrt().item()  # model units

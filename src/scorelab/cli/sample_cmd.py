@@ -9,12 +9,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import scorelab
-from scorelab.cli.common import add_device, choose_device, fail, load_run_data, to_unit_interval
+from scorelab.cli.common import (
+    add_device,
+    choose_device,
+    diffusers_data,
+    fail,
+    is_diffusers_record,
+    load_any,
+    load_run_data,
+    run_record,
+    to_unit_interval,
+)
 from scorelab.cli.names import PROCESSES, SAMPLERS
 
 if TYPE_CHECKING:
     import torch
     from matplotlib.figure import Figure
+
+    from scorelab.diffusion import Process
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Sample a trained model (EMA weights) and write .npz plus a picture: a grid "
         "for images, a scatter over the data for 2-D sets. Samples are saved in the data's units.",
     )
-    p.add_argument("run_dir", help="folder written by scorelab train")
+    p.add_argument("run_dir", help="folder written by scorelab train, or a diffusers folder "
+                   "(save_pretrained: a pipeline, or a UNet2DModel and its scheduler)")  # fmt: skip
     p.add_argument("--sampler", default="heun", choices=SAMPLERS, help="sampler")
     p.add_argument("--nfe", type=int, default=35, help="denoiser evaluations per sample")
     p.add_argument("--process", default="edm", choices=PROCESSES,
@@ -93,7 +106,8 @@ def guided_model(model, data, kind: str, weight: float, steps: int, seed: int, d
     return diffusion.ClassifierGuidance(model, clf, weight)
 
 
-def generate(model, n: int, sampler: str, nfe: int, process: str, seed: int, cond=None):
+def generate(model, n: int, sampler: str, nfe: int, process: str | Process, seed: int,
+             cond=None):  # fmt: skip
     """Samples of a trained model in model units (``cond``: class labels ``[n]``). Baselines
     (VAE, GAN, DAE) draw with their own sampler; ``sampler``, ``nfe`` and ``process`` are then
     unused and the result's ``sampler`` names the family."""
@@ -132,15 +146,22 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from scorelab import baselines, diffusion
-    from scorelab.training import distributed, load_model, read_run_config
+    from scorelab.training import distributed
 
     try:
-        record = read_run_config(args.run_dir)
+        record = run_record(args.run_dir)
         device = choose_device(args.device, record)
         if device.type == "cuda" and distributed.env_world_size() > 1:  # torchrun: a GPU per rank
             device = distributed.local_device(torch.device("cuda"))
-        model, record = load_model(args.run_dir, device=device)
-        data = load_run_data(record)
+        model, record = load_any(args.run_dir, device)
+        process = args.process
+        if is_diffusers_record(record):  # no data: 8-bit pixel units; levels in its own range
+            data = diffusers_data(record, model.num_classes)
+            if process in ("edm", "ve"):
+                process = diffusion.make_process(process, sigma_min=model.sigma_min,
+                                                 sigma_max=model.sigma_max)  # fmt: skip
+        else:
+            data = load_run_data(record)
         n, seed = distributed.sample_share(args.n, args.seed)  # this rank's share (torchrun)
         labels = None
         if args.label is not None:
@@ -151,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
             model = guided_model(model, data, args.guidance_kind, args.guidance,
                                  args.classifier_steps, args.seed,
                                  diffusion.model_device(model))  # fmt: skip
-        res = generate(model, n, args.sampler, args.nfe, args.process, seed, labels)
+        res = generate(model, n, args.sampler, args.nfe, process, seed, labels)
     except ValueError as err:
         fail(err)
     out = Path(args.out) if args.out else Path(args.run_dir) / "samples.npz"
