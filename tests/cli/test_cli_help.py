@@ -119,7 +119,7 @@ def test_every_option_with_a_default_shows_it():
         ("sample", ["sampler (default heun)", "(default 35)", "number of samples (default 1000)"]),
         (
             "mcmc",
-            ["tuned across many chains (default nuts)", "chains (default 16)", "(default 2000)"],
+            ["tuned across many chains (default hmc)", "chains (default 16)", "(default 2000)"],
         ),
         ("denoise", ["(default 0.1 0.2 0.5)"]),
         ("demo", ["random seed (default 0)"]),

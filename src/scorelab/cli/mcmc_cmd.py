@@ -34,8 +34,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="density parameter, repeatable (e.g. --param dim=10)")  # fmt: skip
     p.add_argument("--dim", type=int, help="dimension, for a MODULE:FUNCTION target")
-    p.add_argument("--kernel", default="mala", choices=[k for k in KERNELS if k != "sgld"],
-                   help="MCMC kernel")  # fmt: skip
+    p.add_argument("--kernel", default="hmc", choices=[k for k in KERNELS if k != "sgld"],
+                   help="MCMC kernel: nuts is the No-U-Turn sampler, chees jittered HMC "
+                   "tuned across many chains")  # fmt: skip
+    p.add_argument(
+        "--max-tree-depth",
+        type=int,
+        default=None,
+        help="nuts: at most 2^depth - 1 leapfrog steps per iteration (default 10)",
+    )
     p.add_argument("--chains", type=int, default=16, help="independent chains")
     p.add_argument("--steps", type=int, default=2000, help="draws per chain after warm-up")
     p.add_argument("--warmup", type=int, default=1000, help="warm-up (tuning) steps per chain")
@@ -45,11 +52,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="acceptance rate warm-up tunes to (default: the kernel's; raise it, "
                    "e.g. 0.95, if there are divergences)")  # fmt: skip
     p.add_argument("--dense-mass", action="store_true",
-                   help="Hamiltonian kernels: adapt a dense (full covariance) mass matrix")
+                   help="Hamiltonian kernels: adapt a dense (full covariance) mass")  # fmt: skip
     p.add_argument("--compile", dest="compile", action="store_true", default=None,
-                   help="run blocks of transitions compiled (torch.compile; costs seconds once)")
+                   help="run blocks of transitions compiled (seconds to compile)")  # fmt: skip
     p.add_argument("--no-compile", dest="compile", action="store_false",
-                   help="run eagerly (default: compile runs of >= 50,000 transitions)")  # fmt: skip
+                   help="run eagerly (default: compile at >= 100,000 gradients/chain)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default="scorelab-out/mcmc", help="output folder")
     add_overwrite(p)
@@ -82,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         res = mcmc.sample(
             target, args.kernel, chains=args.chains, steps=args.steps, warmup=args.warmup,
             step_size=args.step_size, n_leapfrog=args.leapfrog,
+            max_tree_depth=args.max_tree_depth,
             adapt_mass="dense" if args.dense_mass else None, target_accept=args.target_accept,
             compile="auto" if args.compile is None else args.compile,
             generator=torch.Generator().manual_seed(args.seed),

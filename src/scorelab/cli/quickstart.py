@@ -1,7 +1,7 @@
 """``scorelab quickstart``: the main job, train -> sample -> evaluate, in a few CPU minutes.
 
-1. Langevin needs only the score: MALA on a 2-D Gaussian mixture, checked against its exact
-   moments in units of their Monte Carlo standard error.
+1. MCMC needs only log p and its score: HMC on a 2-D Gaussian mixture, checked against its
+   exact moments in units of their Monte Carlo standard error, with a PASS/FAIL verdict.
 2. A 2-D toy set (two moons): train an MLP denoiser (EDM), sample with Heun, compare with
    held-out data by sliced Wasserstein, next to the data-vs-data floor.
 3. The bundled 8x8 digits: train a small U-Net, sample a grid, report sliced Wasserstein, the
@@ -59,9 +59,12 @@ def mixture() -> GaussianMixture:
     return densities.GaussianMixture([0.5, 0.3, 0.2], [[-1.5, -0.5], [1.5, 1.5], [2.0, -1.5]], covs)
 
 
+CHAINS = 32  # MCMC check: chains
+
+
 def mcmc_check(folder: Path, seed: int, quick: bool) -> tuple[list[str], dict]:
-    """MALA on the mixture: estimated mean and variance against the exact ones, in MCSE units;
-    the printed lines and their numbers."""
+    """HMC on the mixture: estimated mean and variance against the exact ones, in MCSE units,
+    and the verdict (R-hat, ESS, divergences, E-BFMI); the printed lines and their numbers."""
     import torch
     from matplotlib.figure import Figure
 
@@ -69,15 +72,21 @@ def mcmc_check(folder: Path, seed: int, quick: bool) -> tuple[list[str], dict]:
     from scorelab.viz import plot_samples_over_density
 
     gm = mixture()
+    # HMC with per-chain step sizes hops between the modes: R-hat 1.004-1.005, bulk ESS > 5000
+    # in 2000 draws on seeds 0-3, in 10 s (NUTS: 1.008 in 3000 draws, 46 s; MALA's 2000 gave
+    # 1.058); --quick is a smoke run and may print a FAIL verdict
     steps = 300 if quick else 2000
-    res = mcmc.sample(gm, "mala", chains=32, steps=steps, warmup=steps // 2,
+    res = mcmc.sample(gm, "hmc", chains=CHAINS, steps=steps, warmup=steps // 2,
                       generator=torch.Generator().manual_seed(seed))  # fmt: skip
     x = res.samples.double()
     lines = [res.report(), "check against the exact moments (z = error / MCSE):"]
-    numbers = {"kernel": "mala", "chains": 32, "draws": steps, "step_size": res.step_size,
+    checks = res.verdict()
+    numbers = {"kernel": "hmc", "chains": CHAINS, "draws": steps, "step_size": res.step_size,
                "acceptance": res.accept_rate.mean().item(), "grad_evals": res.grad_evals,
                "divergences": int(res.divergences.sum()), "seconds": res.wall_time,
-               "summary": res.summary().to_dict(), "check": []}  # fmt: skip
+               "summary": res.summary().to_dict(), "check": [],
+               "verdict": {"passed": all(c.passed for c in checks),
+                           "checks": [vars(c) for c in checks]}}  # fmt: skip
     for label, series, truth in (("mean", x, gm.mean), ("var", (x - gm.mean) ** 2, gm.cov.diag())):
         est, se = series.mean((0, 1)), mcmc.mcse(series)
         for i in range(2):
@@ -89,7 +98,7 @@ def mcmc_check(folder: Path, seed: int, quick: bool) -> tuple[list[str], dict]:
                                      "estimate": est[i].item(), "z": z})  # fmt: skip
     fig = Figure(figsize=(5, 5), layout="constrained")
     plot_samples_over_density(fig.add_subplot(), gm, res.samples.reshape(-1, 2).numpy(),
-                              "MALA draws over the exact density")  # fmt: skip
+                              "HMC draws over the exact density")  # fmt: skip
     fig.savefig(folder / "mcmc.png", dpi=110)
     return lines, numbers
 

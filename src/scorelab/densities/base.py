@@ -87,6 +87,26 @@ def autograd_value_and_score(
     return lp.detach(), grad
 
 
+def func_value_and_score(log_prob: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(log_prob(x), grad_x log_prob(x))`` with ``torch.func.grad_and_value`` of the summed
+    log-density (the points are independent, so the gradient of the sum is the per-point
+    score). Functional: it works under ``torch.no_grad`` and compiles inside a graph
+    (``torch.compile``), unlike ``torch.autograd.grad``. Falls back to autograd for functions
+    ``torch.func`` cannot transform (e.g. ones that call ``.item()``)."""
+
+    def total(z: Tensor) -> tuple[Tensor, Tensor]:
+        lp = log_prob(z)
+        return lp.sum(), lp
+
+    try:
+        grad, (_, lp) = torch.func.grad_and_value(total, has_aux=True)(x.detach())
+    except RuntimeError:
+        if torch.compiler.is_compiling():
+            raise
+        return autograd_value_and_score(log_prob, x)
+    return lp.detach(), grad
+
+
 def autograd_score(log_prob: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     """``grad_x log_prob(x)`` by automatic differentiation, for a batch of independent points."""
     return autograd_value_and_score(log_prob, x)[1]
@@ -111,6 +131,9 @@ class FunctionDensity(Density):
                 f"{tuple(x.shape[:-1])}, for x of shape {tuple(x.shape)}; got {got}"
             )
         return lp
+
+    def _value_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return func_value_and_score(self._log_prob, x)
 
     def __repr__(self) -> str:
         name = getattr(self.fn, "__name__", type(self.fn).__name__)

@@ -153,14 +153,13 @@ class _GaussianFamily(Density):
     def _responsibilities(logc: Tensor, z: Tensor, var: Tensor) -> Tensor:
         """``softmax(logc)`` over components; where every term underflowed to -inf (points
         ~1e154 standard deviations away), all weight goes to the component whose largest
-        whitened coordinate is smallest, instead of 0/0."""
+        whitened coordinate is smallest, instead of 0/0. Branch-free, so it compiles into one
+        graph (MCMC blocks)."""
         r = torch.softmax(logc, -1)
         lost = torch.isneginf(logc).all(-1)
-        if lost.any():
-            nearest = (z.abs() / var.sqrt()).amax(-1).argmin(-1)  # [B]
-            one_hot = torch.nn.functional.one_hot(nearest, logc.shape[-1]).to(r)
-            r = torch.where(lost.unsqueeze(-1), one_hot, r)
-        return r
+        nearest = (z.abs() / var.sqrt()).amax(-1).argmin(-1)  # [B]
+        one_hot = torch.nn.functional.one_hot(nearest, logc.shape[-1]).to(r)
+        return torch.where(lost.unsqueeze(-1), one_hot, r)
 
     def _unrotate_sum(self, g: Tensor, x: Tensor) -> Tensor:
         """``sum_k U_k g_k`` for eigen-coordinate vectors ``g`` ``[B, K, d]`` -> ``[B, d]``."""

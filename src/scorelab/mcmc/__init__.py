@@ -5,7 +5,17 @@
 >>> print(res.report())
 """
 
-from scorelab.mcmc.diagnostics import Summary, autocorrelation, ess, mcse, rhat, summary
+from scorelab.mcmc.chees import chees_step  # registers kernel "chees"
+from scorelab.mcmc.diagnostics import (
+    Summary,
+    autocorrelation,
+    bfmi,
+    ess,
+    mcse,
+    rhat,
+    summary,
+    verdict,
+)
 from scorelab.mcmc.kernels import (
     KERNELS,
     Info,
@@ -21,6 +31,7 @@ from scorelab.mcmc.kernels import (
     sgld_step,
     ula_step,
 )
+from scorelab.mcmc.nuts import nuts_step  # registers kernel "nuts"
 from scorelab.mcmc.posterior import Posterior
 from scorelab.mcmc.runner import MCMCResult, sample
 
@@ -33,6 +44,8 @@ __all__ = [
     "State",
     "Summary",
     "autocorrelation",
+    "bfmi",
+    "chees_step",
     "ess",
     "hmc_step",
     "init",
@@ -40,6 +53,7 @@ __all__ = [
     "mala_step",
     "mcse",
     "mh_accept",
+    "nuts_step",
     "random_walk_step",
     "rhat",
     "rwm_step",
@@ -47,4 +61,5 @@ __all__ = [
     "sgld_step",
     "summary",
     "ula_step",
+    "verdict",
 ]

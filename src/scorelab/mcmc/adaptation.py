@@ -1,47 +1,77 @@
-"""Warm-up: step-size adaptation by dual averaging and Stan-style diagonal mass windows."""
+"""Warm-up: step-size adaptation by dual averaging (per chain) and Stan-style mass windows.
+
+The dual-averaging state is a tuple of ``[chains]`` tensors updated by pure tensor functions,
+so the same code runs inside a compiled block of transitions and eagerly; a ``mask`` selects
+the transitions (and chains) that adapt, so warm-up and sampling share one compiled graph.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
+import torch
 from torch import Tensor
 
+# Hoffman & Gelman (2014), Algorithm 5, with Stan's defaults.
+GAMMA, T0, KAPPA = 0.05, 10.0, 0.75
 
-@dataclass
+
+class DAState(NamedTuple):
+    """Dual-averaging state of ``log step_size``, one entry per chain (``[chains]`` each)."""
+
+    log_step: Tensor  # the current iterate: the step size used in warm-up
+    log_step_bar: Tensor  # the averaged iterate: the step size used after warm-up
+    h_bar: Tensor  # running mean of (target - acceptance)
+    mu: Tensor  # shrinkage point, log(10 * initial step)
+    t: Tensor  # number of updates so far (float)
+
+
+def da_init(step_size: Tensor) -> DAState:
+    """Start (or restart, after a new mass matrix) from ``step_size`` ``[chains]``."""
+    log_step = step_size.log()
+    zero = torch.zeros_like(log_step)
+    return DAState(log_step, log_step.clone(), zero, log_step + math.log(10.0), zero.clone())
+
+
+def da_update(s: DAState, accept_prob: Tensor, target: float, mask: Tensor) -> DAState:
+    """One dual-averaging update from the acceptance probabilities ``[chains]``, applied where
+    ``mask`` (a bool scalar or ``[chains]``) is true; Hoffman & Gelman 2014, eqs. (5)-(6)."""
+    t = s.t + 1
+    eta = 1 / (t + T0)
+    h_bar = (1 - eta) * s.h_bar + eta * (target - accept_prob)
+    log_step = s.mu - t.sqrt() / GAMMA * h_bar
+    w = (-KAPPA * t.log()).exp()  # t^-kappa; pow rounds differently compiled and eager
+    bar = w * log_step + (1 - w) * s.log_step_bar
+    new = DAState(log_step, bar, h_bar, s.mu, t)
+    return DAState(*(torch.where(mask, a, b) for a, b in zip(new, s, strict=True)))
+
+
+def da_step_size(s: DAState, adapting: Tensor) -> Tensor:
+    """The step sizes ``[chains]``: the iterate while ``adapting``, the average afterwards."""
+    return torch.where(adapting, s.log_step, s.log_step_bar).exp()
+
+
 class DualAveraging:
-    """Nesterov dual averaging of ``log step_size`` (Hoffman & Gelman 2014, Algorithm 5).
+    """Dual averaging of one step size driven by scalar acceptance probabilities (a thin
+    wrapper over ``da_update`` for one chain)."""
 
-    Drives the chains' mean acceptance probability to ``target``; ``step_size`` is the current
-    iterate, ``final_step_size`` the averaged one used after warm-up.
-    """
-
-    initial: float
-    target: float
-    gamma: float = 0.05
-    t0: float = 10.0
-    kappa: float = 0.75
-
-    def __post_init__(self) -> None:
-        self.mu = math.log(10 * self.initial)
-        self.t, self.h_bar, self.log_step, self.log_step_bar = 0, 0.0, math.log(self.initial), 0.0
+    def __init__(self, initial: float, target: float):
+        self.target = target
+        self.state = da_init(torch.tensor([float(initial)], dtype=torch.float64))
 
     def update(self, accept_prob: float) -> None:
-        """Take in the mean acceptance probability of the last transition."""
-        self.t += 1
-        eta = 1 / (self.t + self.t0)
-        self.h_bar = (1 - eta) * self.h_bar + eta * (self.target - accept_prob)
-        self.log_step = self.mu - math.sqrt(self.t) / self.gamma * self.h_bar
-        w = self.t ** (-self.kappa)
-        self.log_step_bar = w * self.log_step + (1 - w) * self.log_step_bar
+        """Take in the acceptance probability of the last transition."""
+        a = torch.tensor([float(accept_prob)], dtype=torch.float64)
+        self.state = da_update(self.state, a, self.target, torch.tensor(True))
 
     @property
     def step_size(self) -> float:
-        return math.exp(self.log_step)
+        return math.exp(self.state.log_step.item())
 
     @property
     def final_step_size(self) -> float:
-        return math.exp(self.log_step_bar) if self.t else self.step_size
+        return math.exp(self.state.log_step_bar.item())
 
 
 def mass_windows(
@@ -67,29 +97,67 @@ def mass_windows(
     return windows
 
 
-class MassAdaptation:
-    """Diagonal inverse mass from the pooled variance of all chains over each slow window."""
+def align_windows(windows: list[tuple[int, int]], block: int) -> list[tuple[int, int]]:
+    """Move window boundaries down to multiples of ``block`` (the runner updates the metric
+    between compiled blocks of transitions); windows that become empty are dropped."""
+    out = []
+    for start, end in windows:
+        s, e = start // block * block, end // block * block
+        if out and s < out[-1][1]:
+            s = out[-1][1]
+        if e > s:
+            out.append((s, e))
+    return out
 
-    def __init__(self, warmup: int):
+
+class MassAdaptation:
+    """Inverse mass from the pooled (co)variance of all chains over each slow window:
+    diagonal ``[dim]`` or, with ``dense=True``, the full ``[dim, dim]`` covariance."""
+
+    def __init__(self, warmup: int, dense: bool = False, block: int = 1):
         self.windows = mass_windows(warmup)
+        if block > 1:
+            self.windows = align_windows(self.windows, block)
+        self.dense = dense
         self._reset()
 
     def _reset(self) -> None:
         self.n, self.total, self.total_sq = 0, 0.0, 0.0
 
     def observe(self, t: int, x: Tensor) -> Tensor | None:
-        """Record warm-up iteration ``t``'s positions ``[chains, dim]``; at a window's end return
-        Stan's regularized estimate ``n/(n+5) var + 1e-3 * 5/(n+5)``, else ``None``."""
-        if not self.windows or t < self.windows[0][0]:
-            return None
-        self.n += x.shape[0]
-        self.total = self.total + x.sum(0)
-        self.total_sq = self.total_sq + (x * x).sum(0)
-        if t + 1 < self.windows[0][1]:
-            return None
-        self.windows.pop(0)
-        mean = self.total / self.n
-        var = (self.total_sq / self.n - mean**2).clamp_min(0) * self.n / max(self.n - 1, 1)
+        """Record the positions of warm-up iterations ``t, t + 1, ...``: ``x`` is ``[chains,
+        dim]`` (one iteration) or ``[n, chains, dim]`` (``n`` of them). When a window ends
+        inside them, return Stan's regularized estimate ``n/(n+5) C + 1e-3 * 5/(n+5) I``
+        (the latest one, if several windows end), else ``None``."""
+        xs = x.unsqueeze(0) if x.ndim == 2 else x  # [n, chains, dim]
+        n, estimate = xs.shape[0], None
+        while self.windows:
+            start, end = self.windows[0]
+            lo, hi = max(0, start - t), min(n, end - t)
+            if lo >= n:
+                break
+            self._accumulate(xs[lo:hi].reshape(-1, xs.shape[-1]))
+            if t + hi < end:
+                break
+            self.windows.pop(0)
+            estimate = self._estimate()
+        return estimate
+
+    def _accumulate(self, chunk: Tensor) -> None:
+        self.n += chunk.shape[0]
+        self.total = self.total + chunk.sum(0)
+        sq = chunk.mT @ chunk if self.dense else (chunk * chunk).sum(0)
+        self.total_sq = self.total_sq + sq
+
+    def _estimate(self) -> Tensor:
         n = self.n
+        mean = self.total / n
+        second = self.total_sq / n
+        cov = second - (mean[:, None] * mean if self.dense else mean**2)
+        cov = cov * n / max(n - 1, 1)
         self._reset()
-        return n / (n + 5.0) * var + 1e-3 * 5.0 / (n + 5.0)
+        if self.dense:
+            eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+            cov = 0.5 * (cov + cov.mT)
+            return n / (n + 5.0) * cov + 1e-3 * 5.0 / (n + 5.0) * eye
+        return n / (n + 5.0) * cov.clamp_min(0) + 1e-3 * 5.0 / (n + 5.0)

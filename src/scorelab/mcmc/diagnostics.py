@@ -24,7 +24,17 @@ import numpy as np
 import torch
 from scipy import fft, special, stats
 
-__all__ = ["Summary", "autocorrelation", "ess", "mcse", "rhat", "summary"]
+__all__ = [
+    "Check",
+    "Summary",
+    "autocorrelation",
+    "bfmi",
+    "ess",
+    "mcse",
+    "rhat",
+    "summary",
+    "verdict",
+]
 
 _COLUMNS = ("mean", "sd", "q5", "q50", "q95", "mcse_mean", "ess_bulk", "ess_tail", "r_hat")
 
@@ -260,3 +270,64 @@ def summary(samples: torch.Tensor | np.ndarray, names: Sequence[str] | None = No
         ess_tail=ess(x, "tail"),
         r_hat=rhat(x),
     )
+
+
+# The usual thresholds (Vehtari et al. 2021, Sec. 4; Stan's and ArviZ's warnings).
+RHAT_MAX, ESS_MIN, BFMI_MIN = 1.01, 400.0, 0.3
+
+
+def bfmi(energy: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Energy Bayesian fraction of missing information per chain (Betancourt 2016,
+    arXiv:1604.00695, eq. 5; Stan's E-BFMI, ``arviz.bfmi``):
+    ``sum_n (E_n - E_{n-1})^2 / sum_n (E_n - mean E)^2`` over each chain's Hamiltonian values
+    ``energy`` ``[chains, draws]``. Below 0.3 the momentum resampling cannot move the chain
+    through the energy levels fast enough: the sampler explores the tails poorly."""
+    e = (energy.detach().cpu().double().numpy() if isinstance(energy, torch.Tensor) else
+         np.asarray(energy, dtype=np.float64))  # fmt: skip
+    if e.ndim != 2 or e.shape[1] < 3:
+        raise ValueError(
+            f"energy must be [chains, draws] with at least 3 draws; got shape {tuple(e.shape)}"
+        )
+    num = np.square(np.diff(e, axis=1)).sum(axis=1)
+    den = np.square(e - e.mean(axis=1, keepdims=True)).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return torch.as_tensor(num / den)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of a verdict: what was measured, the worst value, the rule, and the outcome."""
+
+    name: str
+    value: float
+    rule: str
+    passed: bool
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.value:.4g} ({self.rule}): {'PASS' if self.passed else 'FAIL'}"
+
+
+def verdict(
+    samples: torch.Tensor | np.ndarray,
+    divergences: int | None = None,
+    energy: torch.Tensor | np.ndarray | None = None,
+) -> list[Check]:
+    """Whether the chains can be trusted, by the usual rules: max R-hat < 1.01, min bulk and
+    tail ESS > 400 (Vehtari et al. 2021, Sec. 4), no divergent transitions and every chain's
+    E-BFMI > 0.3 (Stan; the last two only for Hamiltonian kernels, when given)."""
+    x, _ = _as_array(samples)
+    checks = [
+        Check("max R-hat", float(np.nanmax(rhat(x).numpy())), f"< {RHAT_MAX}", False),
+        Check("min bulk ESS", float(np.nanmin(ess(x, "bulk").numpy())), f"> {ESS_MIN:g}", False),
+        Check("min tail ESS", float(np.nanmin(ess(x, "tail").numpy())), f"> {ESS_MIN:g}", False),
+    ]
+    checks = [
+        Check(c.name, c.value, c.rule, c.value < RHAT_MAX if i == 0 else c.value > ESS_MIN)
+        for i, c in enumerate(checks)
+    ]
+    if divergences is not None:
+        checks.append(Check("divergences", float(divergences), "= 0", divergences == 0))
+    if energy is not None:
+        low = float(np.nanmin(bfmi(energy).numpy()))
+        checks.append(Check("min E-BFMI", low, f"> {BFMI_MIN}", low > BFMI_MIN))
+    return checks

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from scorelab._utils import rand, randn
 from scorelab.densities.base import Density, value_and_score
+from scorelab.mcmc.metric import Metric, as_metric, per_chain
 
 # An HMC transition whose energy error exceeds this is a divergence (as in Stan).
 MAX_ENERGY_ERROR = 1000.0
@@ -41,7 +43,11 @@ class Info:
     #                      acceptance of the same move (used to tune ULA's step size)
     log_accept_ratio: Tensor  # [chains]
     diverged: Tensor  # [chains] bool: non-finite state or (HMC) energy error > MAX_ENERGY_ERROR
-    grad_evals: int  # score evaluations per chain spent by this transition
+    grad_evals: int | Tensor  # score evaluations per chain spent by this transition: an int,
+    #                           or a [chains] long tensor where chains spend different amounts
+    extra: dict[str, Tensor] = field(default_factory=dict)  # kernel-specific per-chain [chains]
+    #                          values (HMC: "energy", the Hamiltonian at the draw, for E-BFMI);
+    #                          the runner keeps them as MCMCResult.extra[name] [chains, draws]
 
 
 def init(target: Density, x: Tensor, with_score: bool = True) -> State:
@@ -86,17 +92,20 @@ def mh_correct(
     return new, Info(accepted, prob, log_ratio, diverged, evals)
 
 
-def _langevin_log_q(to: Tensor, frm: Tensor, score: Tensor, h: float) -> Tensor:
-    """``log q(to | frm)`` of the Langevin proposal ``N(frm + h s(frm), 2h I)`` up to a constant."""
-    return -((to - frm - h * score) ** 2).sum(-1) / (4 * h)
+def _langevin_log_q(to: Tensor, frm: Tensor, score: Tensor, h: float | Tensor) -> Tensor:
+    """``log q(to | frm)`` of the Langevin proposal ``N(frm + h s(frm), 2h I)`` up to a constant
+    (``h`` a float or ``[chains, 1]``)."""
+    return -(((to - frm - h * score) ** 2) / (4 * h)).sum(-1)
 
 
 def langevin_proposal(
-    target: Density, state: State, h: float, generator: torch.Generator | None
+    target: Density, state: State, h: float | Tensor, generator: torch.Generator | None
 ) -> tuple[State, Tensor]:
-    """``x' = x + h score(x) + sqrt(2h) xi`` and the MH log-ratio that would make it exact."""
+    """``x' = x + h score(x) + sqrt(2h) xi`` and the MH log-ratio that would make it exact
+    (``h`` a float or one per chain)."""
+    h = per_chain(h, state.x)
     noise = randn(state.x.shape, generator, state.x.dtype, state.x.device)
-    x_new = state.x + h * state.score + math.sqrt(2 * h) * noise
+    x_new = state.x + h * state.score + (2 * h) ** 0.5 * noise
     prop = init(target, x_new)
     log_ratio = (
         prop.log_prob
@@ -107,7 +116,7 @@ def langevin_proposal(
     return prop, log_ratio
 
 
-def ula_step(target: Density, state: State, step_size: float, generator=None):
+def ula_step(target: Density, state: State, step_size: float | Tensor, generator=None):
     """Unadjusted Langevin: ``x' = x + h grad log p(x) + sqrt(2h) xi`` (always taken; biased)."""
     prop, log_ratio = langevin_proposal(target, state, step_size, generator)
     prob = torch.nan_to_num(log_ratio, nan=-math.inf).clamp(max=0).exp()
@@ -117,23 +126,23 @@ def ula_step(target: Density, state: State, step_size: float, generator=None):
     return prop, Info(accepted, prob, log_ratio, diverged, 1)
 
 
-def mala_step(target: Density, state: State, step_size: float, generator=None):
+def mala_step(target: Density, state: State, step_size: float | Tensor, generator=None):
     """Metropolis-adjusted Langevin (Roberts & Tweedie 1996): Langevin proposal + MH."""
     prop, log_ratio = langevin_proposal(target, state, step_size, generator)
     return mh_correct(state, prop, log_ratio, generator, 1)
 
 
-def rwm_step(target: Density, state: State, step_size: float, generator=None):
+def rwm_step(target: Density, state: State, step_size: float | Tensor, generator=None):
     """Random-walk Metropolis: ``x' = x + step_size xi``, accept with ``min(1, p(x')/p(x))``."""
     noise = randn(state.x.shape, generator, state.x.dtype, state.x.device)
-    prop = init(target, state.x + step_size * noise, with_score=False)
+    prop = init(target, state.x + per_chain(step_size, state.x) * noise, with_score=False)
     return mh_correct(state, prop, prop.log_prob - state.log_prob, generator, 0)
 
 
-def random_walk_step(target: Density, state: State, step_size: float, generator=None):
+def random_walk_step(target: Density, state: State, step_size: float | Tensor, generator=None):
     """Brownian motion ``x' = x + sqrt(2h) xi``: Langevin without the score; never settles on p."""
     noise = randn(state.x.shape, generator, state.x.dtype, state.x.device)
-    x_new = state.x + math.sqrt(2 * step_size) * noise
+    x_new = state.x + (2 * per_chain(step_size, state.x)) ** 0.5 * noise
     lp = target._log_prob(x_new)
     ones = torch.ones_like(lp, dtype=torch.bool)
     info = Info(ones, torch.ones_like(lp), torch.zeros_like(lp), ~torch.isfinite(x_new).all(-1), 0)
@@ -141,15 +150,23 @@ def random_walk_step(target: Density, state: State, step_size: float, generator=
 
 
 def leapfrog(
-    target: Density, state: State, p: Tensor, h: float, inv_mass: Tensor, n_steps: int
+    target: Density,
+    state: State,
+    p: Tensor,
+    h: float | Tensor,
+    inv_mass: Metric | Tensor | None,
+    n_steps: int,
 ) -> tuple[State, Tensor]:
-    """Störmer-Verlet for ``H = -log p(x) + p^T M^{-1} p / 2`` (diagonal ``M^{-1}``); reversible
-    and volume preserving. Returns the end state and momentum; one score evaluation a step."""
+    """Störmer-Verlet for ``H = -log p(x) + p^T M^{-1} p / 2`` (``Metric``: diagonal or dense
+    ``M^{-1}``; ``h`` a float or one per chain); reversible and volume preserving. Returns the
+    end state and momentum; one score evaluation a step."""
+    metric = as_metric(inv_mass, state.x)
+    h = per_chain(h, state.x)
     x, score = state.x, state.score
     lp = state.log_prob
     p = p + 0.5 * h * score  # half step in momentum
     for i in range(n_steps):
-        x = x + h * inv_mass * p  # full step in position
+        x = x + h * metric.velocity(p)  # full step in position
         lp, score = value_and_score(target, x)
         p = p + (h if i < n_steps - 1 else 0.5 * h) * score  # full step, half at the end
     return State(x, lp, score), p
@@ -158,24 +175,28 @@ def leapfrog(
 def hmc_step(
     target: Density,
     state: State,
-    step_size: float,
+    step_size: float | Tensor,
     generator=None,
     *,
-    inv_mass: Tensor | None = None,
+    inv_mass: Metric | Tensor | None = None,
     n_leapfrog: int = 10,
 ):
     """Hamiltonian Monte Carlo (Duane et al. 1987; Neal 2011): leapfrog trajectory + MH."""
-    inv_mass = torch.ones_like(state.x[0]) if inv_mass is None else inv_mass
-    p0 = randn(state.x.shape, generator, state.x.dtype, state.x.device) / inv_mass.sqrt()
-    prop, p1 = leapfrog(target, state, p0, step_size, inv_mass, n_leapfrog)
-    kinetic = lambda p: 0.5 * (p * p * inv_mass).sum(-1)  # noqa: E731
-    log_ratio = (prop.log_prob - kinetic(p1)) - (state.log_prob - kinetic(p0))
+    metric = as_metric(inv_mass, state.x)
+    p0 = metric.momentum(state.x, generator)
+    prop, p1 = leapfrog(target, state, p0, step_size, metric, n_leapfrog)
+    log_ratio = (prop.log_prob - metric.kinetic(p1)) - (state.log_prob - metric.kinetic(p0))
     new, info = mh_correct(state, prop, log_ratio, generator, n_leapfrog)
     diverged = ~torch.isfinite(log_ratio) | (log_ratio < -MAX_ENERGY_ERROR)
-    return new, Info(info.accepted, info.accept_prob, log_ratio, diverged, n_leapfrog)
+    # H at the draw (Stan's energy__, for E-BFMI): the proposal's if taken, else the start's
+    h_start, h_end = metric.kinetic(p0) - state.log_prob, metric.kinetic(p1) - prop.log_prob
+    energy = torch.where(info.accepted, h_end, h_start)
+    return new, Info(
+        info.accepted, info.accept_prob, log_ratio, diverged, n_leapfrog, {"energy": energy}
+    )
 
 
-def sgld_step(target: Density, state: State, step_size: float, generator=None):
+def sgld_step(target: Density, state: State, step_size: float | Tensor, generator=None):
     """Stochastic-gradient Langevin (Welling & Teh 2011): ULA with a minibatch score estimate.
 
     ``x' = x + h g(x) + sqrt(2h) xi`` where ``g`` is ``target.minibatch_score`` (an unbiased
@@ -189,10 +210,9 @@ def sgld_step(target: Density, state: State, step_size: float, generator=None):
             "scorelab.mcmc.Posterior(log_prior, log_likelihood, data, batch_size); for a plain "
             "density use 'ula' or 'mala'"
         )
+    h = per_chain(step_size, state.x)
     noise = randn(state.x.shape, generator, state.x.dtype, state.x.device)
-    x_new = (
-        state.x + step_size * minibatch_score(state.x, generator) + math.sqrt(2 * step_size) * noise
-    )
+    x_new = state.x + h * minibatch_score(state.x, generator) + (2 * h) ** 0.5 * noise
     finite = torch.isfinite(x_new).all(-1)
     ones = torch.ones_like(finite)
     nan = torch.full(finite.shape, math.nan, dtype=x_new.dtype, device=x_new.device)
@@ -200,9 +220,35 @@ def sgld_step(target: Density, state: State, step_size: float, generator=None):
     return State(x_new, nan, None), Info(ones, torch.ones_like(nan), nan, ~finite, 1)
 
 
+class Adapter(Protocol):
+    """Kernel-specific warm-up adaptation (e.g. ChEES's trajectory length), made by
+    ``Kernel.adapter(warmup, chains, dim)``."""
+
+    def params(self) -> dict:
+        """Extra keyword arguments for the kernel step in the next warm-up transition."""
+
+    def update(self, t: int, old: State, new: State, info: Info, step_size: Tensor) -> None:
+        """Called after warm-up transition ``t`` with the states before and after it and the
+        step sizes used (``[chains]``)."""
+
+    def final_params(self) -> dict:
+        """Extra keyword arguments for the kernel step after warm-up."""
+
+
 @dataclass(frozen=True)
 class Kernel:
-    """A kernel as the runner sees it."""
+    """A kernel as the runner sees it.
+
+    The runner calls ``step(target, state, step_size, generator, **params)``; ``step_size`` is a
+    float or a ``[chains]`` tensor. ``params`` holds ``inv_mass`` (a ``Metric``) when
+    ``hamiltonian``, ``n_leapfrog`` when ``uses_n_leapfrog``, and whatever the ``adapter``'s
+    ``params()`` (warm-up) or ``final_params()`` (after) return. An adapter is any object with
+    those two methods and ``update(t, old_state, new_state, info, step_size)``, called after each
+    warm-up transition; a kernel with an adapter warms up one transition at a time (eagerly) and
+    samples in compiled blocks afterwards if ``compilable``. ``compilable`` kernels draw the same
+    random shapes in every transition (the runner pre-draws them per block and may run the
+    block as one compiled call); others (NUTS) always run eagerly with the generator itself.
+    """
 
     name: str
     step: Callable[..., tuple[State, Info]]
@@ -210,6 +256,10 @@ class Kernel:
     uses_score: bool
     adjusted: bool  # exact for p (Metropolis-Hastings corrected)
     description: str
+    hamiltonian: bool = False  # takes inv_mass= (a Metric); gets mass adaptation in warm-up
+    uses_n_leapfrog: bool = False  # takes n_leapfrog=
+    compilable: bool = True  # fixed random shapes per transition: may run in compiled blocks
+    adapter: Callable[[int, int, int], Adapter] | None = None  # (warmup, chains, dim) -> Adapter
 
 
 KERNELS: dict[str, Kernel] = {
@@ -219,8 +269,19 @@ KERNELS: dict[str, Kernel] = {
         Kernel("random_walk", random_walk_step, None, False, False, "Brownian motion (no score)"),
         Kernel("ula", ula_step, 0.574, True, False, "unadjusted Langevin"),
         Kernel("mala", mala_step, 0.574, True, True, "Metropolis-adjusted Langevin"),
-        Kernel("hmc", hmc_step, 0.8, True, True, "Hamiltonian Monte Carlo"),
-        Kernel("sgld", sgld_step, None, True, False, "stochastic-gradient Langevin"),
+        Kernel(
+            "hmc",
+            hmc_step,
+            0.8,
+            True,
+            True,
+            "Hamiltonian Monte Carlo",
+            hamiltonian=True,
+            uses_n_leapfrog=True,
+        ),
+        Kernel(
+            "sgld", sgld_step, None, True, False, "stochastic-gradient Langevin", compilable=False
+        ),
     ]
 }
 

@@ -1,0 +1,163 @@
+"""The block engine: compiled blocks give the eager chains, compile once, and stay exact.
+
+Compiling a block costs 5-30 s on 2 shared cores, so the default suite compiles twice (one
+MALA and one HMC block); the exactness tests of test_kernels.py on the compiled path are
+marked slow.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+from scorelab import densities, mcmc
+from scorelab._utils import DrawRecorder, PreDrawn, randn
+from scorelab.mcmc.metric import Metric
+from tests.mcmc.test_kernels import (
+    TARGETS,
+    _gen,
+    assert_moments,
+)
+
+F64 = torch.float64
+
+
+def _graphs() -> int:
+    return counters["stats"]["unique_graphs"]
+
+
+def test_pre_drawn_numbers_replace_the_generator():
+    rec = DrawRecorder(_gen(0))
+    a = randn((3, 2), rec, F64)
+    assert rec.calls == [("randn", (3, 2), F64)]
+    assert torch.equal(randn((3, 2), PreDrawn([a]), F64), a)
+    with pytest.raises(RuntimeError, match="more random numbers than its recorded dry run"):
+        src = PreDrawn([a])
+        randn((3, 2), src, F64), randn((3, 2), src, F64)
+
+
+def test_eager_blocks_are_the_same_chains_for_any_block_size():
+    """Random numbers are drawn per block in recorded order, so the block size changes the
+    stream; but the same seed and block size give the same chains, eagerly or not."""
+    kw = dict(chains=4, steps=60, warmup=40, dtype=F64, compile=False, progress=False)
+    a = mcmc.sample(densities.Banana(), "mala", generator=_gen(3), **kw)
+    b = mcmc.sample(densities.Banana(), "mala", generator=_gen(3), **kw)
+    assert torch.equal(a.samples, b.samples)
+
+
+def test_compiled_mala_gives_the_eager_chains():
+    """Same seed, same chains, bit for bit: the compiled block runs the same kernel on the same
+    pre-drawn numbers (at a fixed step size: see the HMC test for adapted ones)."""
+    kw = dict(chains=8, steps=300, warmup=0, step_size=0.3, dtype=F64, progress=False)
+    before = _graphs()
+    fast = mcmc.sample(densities.Banana(), "mala", compile=True, generator=_gen(4), **kw)
+    assert fast.compiled and _graphs() - before == 1  # one graph: no breaks, no recompiles
+    slow = mcmc.sample(densities.Banana(), "mala", compile=False, generator=_gen(4), **kw)
+    assert not slow.compiled
+    assert torch.equal(fast.samples, slow.samples)
+
+
+def test_compiled_hmc_adapts_mass_without_recompiling():
+    """Step sizes and the mass matrix enter the compiled block as tensors: the mass windows and
+    per-transition step-size adaptation run through one compiled graph (fullgraph=True would
+    raise on a graph break).
+
+    Adapted runs are not compared draw by draw: Inductor's vectorized ``exp`` differs from
+    ATen's by up to 1 ulp (the step size is ``exp(log_step)``; with a fixed step the chains
+    are bit-identical, as above), and exploratory warm-up steps amplify that until the chains
+    decorrelate. Both must be exact for the target instead."""
+    target = TARGETS["ill-conditioned-gaussian"]
+    kw = dict(chains=8, steps=400, warmup=400, dtype=F64, progress=False, n_leapfrog=5)
+    before = _graphs()
+    fast = mcmc.sample(target, "hmc", compile=True, generator=_gen(5), **kw)
+    assert _graphs() - before == 1
+    slow = mcmc.sample(target, "hmc", compile=False, generator=_gen(5), **kw)
+    assert not torch.equal(fast.inv_mass, torch.ones(2, dtype=F64))  # it did adapt
+    assert fast.extra["energy"].shape == (8, 400)
+    for res in (fast, slow):
+        assert_moments(res.samples, target.mean, target.cov.diagonal(), min_ess=100)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kernel", ["rwm", "mala", "hmc"])
+@pytest.mark.parametrize("name", TARGETS)
+def test_compiled_kernels_recover_moments(kernel, name):
+    """test_kernels.py's exactness test on the compiled path (same tolerances)."""
+    target = TARGETS[name]
+    steps = {"rwm": 4000, "mala": 3000, "hmc": 1000}[kernel]
+    if name == "ill-conditioned-gaussian" and kernel != "hmc":
+        steps *= 3
+    res = mcmc.sample(
+        target, kernel, chains=32, steps=steps, warmup=1000, dtype=F64, generator=_gen(1),
+        compile=True, progress=False,
+    )  # fmt: skip
+    mean, cov = (target.mean, target.cov) if name != "laplace" else (torch.zeros(2), torch.eye(2))
+    assert res.compiled
+    assert_moments(res.samples, mean.to(F64), cov.diagonal().to(F64), min_ess=200)
+    assert (mcmc.rhat(res.samples) < 1.05).all()
+
+
+@pytest.mark.slow
+def test_compiled_ula_has_the_known_bias_and_mala_removes_it():
+    """ULA at h = 0.5 on N(0, 1): stationary variance 1 / (1 - h/2) = 4/3 (see
+    test_kernels.py for the standard error); MALA at the same step: variance 1."""
+    h, chains, steps = 0.5, 500, 1000
+    v = 1 / (1 - h / 2)
+    init = torch.randn(chains, 1, generator=_gen(2), dtype=F64) * math.sqrt(v)
+    gauss = densities.Gaussian([0.0], 1.0)
+    res = mcmc.sample(
+        gauss, "ula", chains=chains, steps=steps, warmup=0, step_size=h, init=init, dtype=F64,
+        generator=_gen(3), compile=True, progress=False,
+    )  # fmt: skip
+    rho = 1 - h
+    se = math.sqrt(2 * v**2 * (1 + rho**2) / (1 - rho**2) / (chains * steps))
+    assert abs((res.samples**2).mean().item() - v) < 5 * se
+    res = mcmc.sample(
+        gauss, "mala", chains=200, steps=2000, warmup=200, step_size=0.5, dtype=F64,
+        generator=_gen(4), compile=True, progress=False,
+    )  # fmt: skip
+    assert_moments(res.samples, torch.zeros(1, dtype=F64), torch.ones(1, dtype=F64), 5000)
+
+
+@pytest.mark.slow
+def test_compiled_leapfrog_is_reversible():
+    """The leapfrog integrator compiled as one graph: exact time reversal (to rounding). The
+    metric is built (and checked) outside the graph, as the runner does."""
+    target = densities.Gaussian([0.0, 0.0], 1.0)
+    state = mcmc.init(target, torch.tensor([[1.0, -0.5]], dtype=F64))
+    p = torch.tensor([[0.3, 0.8]], dtype=F64)
+    ones = Metric.from_inv_mass(torch.ones(2, dtype=F64))
+    frog = torch.compile(mcmc.leapfrog, fullgraph=True)
+    end, p1 = frog(target, state, p, 0.1, ones, 10)
+    back, p2 = frog(target, end, -p1, 0.1, ones, 10)
+    torch.testing.assert_close(back.x, state.x, rtol=0, atol=1e-12)
+    torch.testing.assert_close(-p2, p, rtol=0, atol=1e-12)
+
+
+def test_a_chain_started_in_the_banana_tail_is_not_stranded():
+    """Per-chain step sizes: a chain started at (-6, 30), where the curvature is ~150x the
+    bulk's, shrinks its own step in warm-up and walks into the bulk; with one shared step it
+    sat there, diverging in every transition (issue 15: 3,991 of 4,000)."""
+    init = torch.tensor([[-6.0, 30.0]] + [[0.0, 0.0]] * 7, dtype=F64)
+    res = mcmc.sample(
+        densities.Banana(), "hmc", chains=8, steps=300, warmup=500, init=init, dtype=F64,
+        generator=_gen(6), compile=False, progress=False,
+    )  # fmt: skip
+    assert res.stuck_chains() == [] and "stuck" not in res.report()
+    assert res.accept_rate[0] > 0.5 and res.samples[0, :, 0].abs().mean() < 3
+
+
+def test_report_names_stuck_chains():
+    """A chain that never moves (acceptance 0, no variance) is named in the report."""
+    x = torch.randn(4, 100, 2, generator=_gen(7), dtype=F64)
+    x[2] = torch.tensor([-29.8, 22.0], dtype=F64)
+    res = mcmc.MCMCResult(
+        samples=x, accept_rate=torch.tensor([0.6, 0.6, 0.0, 0.6], dtype=F64), step_size=0.3,
+        grad_evals=10, divergences=torch.tensor([0, 0, 99, 0]), kernel="hmc", inv_mass=None,
+        wall_time=1.0,
+    )  # fmt: skip
+    assert res.stuck_chains() == [2]
+    assert "1 stuck chain(s): 2 (acceptance 0.00, at [-29.8, 22.0])" in res.report()
