@@ -89,3 +89,16 @@ def test_nuts_on_a_gaussian_passes_the_verdict():
                       generator=torch.Generator().manual_seed(2), progress=False)  # fmt: skip
     assert all(c.passed for c in res.verdict()), res.verdict()
     assert "verdict: PASS" in res.report()
+
+
+def test_every_kernel_records_where_it_diverged():
+    """HMC (not only NUTS) flags its divergent draws: with a fixed step too large for the
+    funnel's neck, each counted divergence (thin=1) is one flagged draw, and they sit in the
+    neck (v = x[0] below the draws' median), as in Stan's pair plots."""
+    res = mcmc.sample(densities.Funnel(3), "hmc", chains=8, steps=200, warmup=0, step_size=0.9,
+                      n_leapfrog=5, generator=torch.Generator().manual_seed(0),
+                      progress=False)  # fmt: skip
+    where, pos = res.divergent_draws()
+    assert res.divergences.sum() > 0
+    assert torch.equal(torch.bincount(where[:, 0], minlength=8), res.divergences)
+    assert pos[:, 0].median() < res.samples[..., 0].median()

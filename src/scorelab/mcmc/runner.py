@@ -683,6 +683,8 @@ class _Outputs:
         c0 = (t + first - self.warmup) // self.thin
         n = len(range(first, hi, self.thin))
         self.samples[:, c0 : c0 + n] = x[rows].transpose(0, 1)
+        if "diverged" not in extra:  # every kernel's flags, so divergent_draws() says where
+            extra = {**extra, "diverged": diverged}
         for name, v in extra.items():
             if name not in self.extra:
                 shape = (v.shape[1], self.samples.shape[1])
