@@ -237,36 +237,6 @@ def _add_leaf(
     return accept_sum, log_w_sum, pick, rho + p, ck, diverged | turned, diverged
 
 
-def _step_leaf(
-    target: Density,
-    inv_mass: Tensor,
-    factor: Tensor,
-    leaf: tuple[Tensor, Tensor, Tensor, Tensor],
-    forward: Tensor,
-    h: Tensor,
-    h0: Tensor,
-    accept_sum: Tensor,
-    log_w_sum: Tensor,
-    pick: tuple[Tensor, Tensor, Tensor, Tensor],
-    u: Tensor,
-    rho: Tensor,
-    ck: tuple[Tensor, Tensor, Tensor],
-    lo: int,
-    hi: int,
-    store: int,
-):
-    """One leapfrog step from ``leaf`` in each chain's direction, then ``_add_leaf`` (the leaf
-    stepped from is the previous one); returns the new leaf followed by ``_add_leaf``'s values.
-    The metric comes as its two tensors (as a compiled version would need them)."""
-    metric = Metric(inv_mass, factor)
-    x, lp, score, p = leaf
-    new, p_new = leapfrog(target, State(x, lp, score), p, torch.where(forward, h, -h), metric, 1)
-    point = (new.x, new.log_prob, new.score, p_new)
-    out = _add_leaf(metric, h0, accept_sum, log_w_sum, pick, point, u, rho, p, ck, lo, hi,
-                    store)  # fmt: skip
-    return (point, *out)
-
-
 def nuts_step(
     target: Density,
     state: State,
@@ -348,12 +318,15 @@ def nuts_step(
         for leaf in range(size):
             u = rand((n_live,), generator, dtype, device)
             lo, hi = checkpoint_levels(leaf)
-            point, live.accept_sum, sub.log_w, sub.pick, sub.rho, sub.ck, stop, diverged = (
-                _step_leaf(
-                    target, metric.inv_mass, metric.factor, sub.leaf, sub.forward, live.h,
-                    live.h0, live.accept_sum, sub.log_w, sub.pick, u, sub.rho, sub.ck, lo, hi,
-                    hi if leaf % 2 == 0 else -1,
-                )
+            # one leapfrog step from the latest leaf in each chain's direction, then its
+            # bookkeeping (the leaf stepped from is the previous one)
+            x, lp, score, p = sub.leaf
+            hs = torch.where(sub.forward, live.h, -live.h)
+            new, p_new = leapfrog(target, State(x, lp, score), p, hs, metric, 1)
+            point = (new.x, new.log_prob, new.score, p_new)
+            live.accept_sum, sub.log_w, sub.pick, sub.rho, sub.ck, stop, diverged = _add_leaf(
+                metric, live.h0, live.accept_sum, sub.log_w, sub.pick, point, u, sub.rho, p,
+                sub.ck, lo, hi, hi if leaf % 2 == 0 else -1,
             )  # fmt: skip
             sub.leaf = point
             if stop.any():  # discard the subtree: the chain ends with the tree's pick so far
