@@ -211,14 +211,20 @@ def run_record(path: str | Path) -> dict:
             "versions": {"scorelab": scorelab.__version__, "diffusers": version}}  # fmt: skip
 
 
-def load_any(path: str | Path, device: torch.device):
+def load_any(path: str | Path, device: str | torch.device | None, record: dict | None = None):
     """``(model, record)`` of a scorelab run folder (``training.load_model``: EMA weights) or of
     a diffusers folder (``interop.from_diffusers``: its UNet2DModel and scheduler), on
-    ``device``; the record as ``run_record`` gives it, with the model's event shape."""
+    ``device``: a ``torch.device``, or a ``--device`` value that ``choose_device`` resolves
+    (``None``: the run's own). The record as ``run_record`` gives it (read here unless passed),
+    with the model's event shape."""
+    import torch
+
     from scorelab.interop import from_diffusers
     from scorelab.training import load_model
 
-    record = run_record(path)
+    record = run_record(path) if record is None else record
+    if not isinstance(device, torch.device):
+        device = choose_device(device, record)
     if not is_diffusers_record(record):
         return load_model(path, device=device)
     model = from_diffusers(path, device=device)

@@ -8,11 +8,9 @@ from typing import TYPE_CHECKING
 
 from scorelab.cli.common import (
     add_device,
-    choose_device,
     fail,
     load_any,
     load_run_data,
-    run_record,
     to_unit_interval,
 )
 
@@ -71,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from scorelab.viz import draw_grid
 
     try:
-        model, record = load_any(args.run_dir, choose_device(args.device, run_record(args.run_dir)))
+        model, record = load_any(args.run_dir, args.device)
         if args.data is None:
             held = load_run_data(record, heldout=True)
         else:

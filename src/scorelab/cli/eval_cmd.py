@@ -242,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
             if not args.nll:
                 fail("a run folder needs --nll DATA (test, train, or a data set); to judge "
                      "samples, run scorelab sample first and pass the .npz")  # fmt: skip
-            model, record = load_any(path, choose_device(args.device, run_record(path)))
+            model, record = load_any(path, args.device)
             if args.nll == "test":
                 data = load_run_data(record, heldout=True)
             elif args.nll == "train":

@@ -16,13 +16,11 @@ from typing import TYPE_CHECKING
 from scorelab.cli.common import (
     add_data_key,
     add_device,
-    choose_device,
     diffusers_data,
     fail,
     is_diffusers_record,
     load_any,
     load_run_data,
-    run_record,
     to_unit_interval,
 )
 from scorelab.cli.names import INPAINT_METHODS
@@ -152,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     from scorelab.viz import draw_grid
 
     try:
-        model, record = load_any(args.run_dir, choose_device(args.device, run_record(args.run_dir)))
+        model, record = load_any(args.run_dir, args.device)
         if is_diffusers_record(record):  # no training data: 8-bit pixel units
             train = diffusers_data(record, model.num_classes)
         else:

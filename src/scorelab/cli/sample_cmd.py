@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         device = choose_device(args.device, record)
         if device.type == "cuda" and distributed.env_world_size() > 1:  # torchrun: a GPU per rank
             device = distributed.local_device(torch.device("cuda"))
-        model, record = load_any(args.run_dir, device)
+        model, record = load_any(args.run_dir, device, record)
         process = args.process
         if is_diffusers_record(record):  # no data: 8-bit pixel units; levels in its own range
             data = diffusers_data(record, model.num_classes)
