@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from scorelab._utils import DrawRecorder, PreDrawn, check_finite, rand
+from scorelab._utils import DrawRecorder, PreDrawn, check_finite, rand, randn
 from scorelab.densities.base import Density, from_log_prob
 from scorelab.errors import DivergenceError
 from scorelab.mcmc import diagnostics
@@ -568,13 +568,10 @@ class _BlockEngine:
 
     def _draws(self, generator, device) -> list[Tensor]:
         """The block's random numbers, ``[block, *shape]`` per recorded draw, in order."""
-        out = []
-        for kind, shape, dtype in self.calls:
-            fn = torch.randn if kind == "randn" else torch.rand
-            gen_device = generator.device if generator is not None else device
-            t = fn((self.block, *shape), generator=generator, dtype=dtype, device=gen_device)
-            out.append(t.to(device))
-        return out
+        return [
+            (randn if kind == "randn" else rand)((self.block, *shape), generator, dtype, device)
+            for kind, shape, dtype in self.calls
+        ]
 
     def run(self, k: Kernel, state: State, da: DAState, flags: Tensor, params: dict, generator):
         if self.calls is None:
