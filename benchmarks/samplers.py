@@ -58,6 +58,7 @@ N_PROJECTIONS = 256
 EDM_SIGMAS = (EDM.sigma_min, EDM.sigma_max)  # 0.002, 80: k-diffusion's Karras schedule too
 DDPM_BETAS = {"beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear"}
 RK45_TOLS = (1e-2, 1e-3, 1e-4)
+RK45_BUDGET = 1000  # nfe for rk45: a bound it stays under at these tolerances
 OVERHEAD_SAMPLERS = ("euler", "heun", "dpmpp_2m")
 OVERHEAD_AIM = 1.05
 DIAGNOSTIC = "diagnostic: scorelab"  # rows that are not in the ours-vs-peers verdict
@@ -102,6 +103,12 @@ def mixture_64d(k: int = 6, d: int = 64, seed: int = 0) -> Target:
     weights = torch.linspace(1, 2.5, k, dtype=torch.float64)
     desc = f"{k} diagonal-covariance components, random means, weights 1:...:2.5"
     return Target(f"{d}-D mixture", desc, unit_variance(weights / weights.sum(), means, variances))
+
+
+def toy_2d() -> Target:
+    """The 0.2/0.8 two-mode toy of the issue: 0.2 N((-5, -5), I) + 0.8 N((5, 5), I)."""
+    gm = GaussianMixture([0.2, 0.8], [[-5.0, -5.0], [5.0, 5.0]], 1.0)
+    return Target("0.2/0.8 toy", "0.2 N((-5, -5), I) + 0.8 N((5, 5), I), not rescaled", gm)
 
 
 # -- the shared model --------------------------------------------------------------------------
@@ -192,9 +199,34 @@ def scorelab_specs() -> list[Spec]:
         ("pc", "edm"),
     ]
     return [
+        defaults_spec(),
+        *(default_levels_spec(sampler) for sampler in ("dpmpp_2m", "dpmpp_3m", "ipndm")),
         *(scorelab_spec(sampler, process) for sampler, process in shipped),
         scorelab_spec("dpmpp_2m", LinspaceDDPM(), DIAGNOSTIC_TAG, library=DIAGNOSTIC),
     ]
+
+
+DEFAULTS_LABEL = "scorelab defaults (unipc, default levels, data prior)"
+
+
+def defaults_run(model: ExactDenoiser, n: int, nfe: int, seed: int = SEED, **kw: Any) -> Tensor:
+    """``diffusion.sample`` with nothing but ``nfe`` (and the data's moments, which a run or a
+    known density supplies; ``ExactDenoiser`` hides the mixture's)."""
+    gm = model.gm
+    return diffusion.sample(model, n, nfe=nfe, prior_moments=(gm.mean, gm.cov), shape=(gm.dim,),
+                            batch_size=n, generator=torch.Generator().manual_seed(seed),
+                            progress=False, **kw).samples  # fmt: skip
+
+
+def defaults_spec() -> Spec:
+    return Spec("scorelab", "defaults (unipc, default levels, data prior)", defaults_run)
+
+
+def default_levels_spec(sampler: str) -> Spec:
+    def run(model: ExactDenoiser, n: int, nfe: int) -> Tensor:
+        return defaults_run(model, n, nfe, sampler=sampler)
+
+    return Spec("scorelab", f"{sampler} (default levels, data prior)", run)
 
 
 # -- diffusers: epsilon-prediction schedulers on DDPM's linear VP schedule -----------------------
@@ -395,11 +427,12 @@ def run_target(target: Target, ref: Reference, specs: list[Spec], nfes: tuple[in
 
 
 def rk45_rows(target: Target, ref: Reference) -> list[tuple[float, Cell]]:
-    """scorelab's adaptive rk45 (edm) at a few tolerances: its NFE is an outcome."""
+    """scorelab's adaptive rk45 (edm) at a few tolerances: its NFE is an outcome, within a
+    budget (``RK45_BUDGET``) it does not reach."""
     n, rows = ref.samples.shape[0], []
     for tol in RK45_TOLS:
         spec = scorelab_spec("rk45", "edm", rtol=tol, atol=tol)
-        rows.append((tol, measure(spec, target.gm, ref, n, nfe=2)))
+        rows.append((tol, measure(spec, target.gm, ref, n, nfe=RK45_BUDGET)))
         print(f"  rk45 tol {tol:g}: SW {rows[-1][1].sw:.4f}, NFE {rows[-1][1].nfe}")
     return rows
 
@@ -601,6 +634,8 @@ class Results:
     overhead: list[list[Overhead]]
     overhead_n: int
     meta: dict[str, str]
+    targets_text: list[str] = field(default_factory=list)
+    digits_text: list[str] = field(default_factory=list)
 
 
 def header(res: Results) -> list[str]:
@@ -613,7 +648,8 @@ def header(res: Results) -> list[str]:
         f"({m['minutes']} min).",
         "",
         f"- Machine: {m['machine']}; torch threads {m['threads']}; load average at start "
-        f"{m['load']} (the machine was shared with other jobs: timings are noisy).",
+        f"{m['load']}, at the end {m['load_end']} (the machine was shared with other jobs: "
+        "timings are noisy).",
         f"- Versions: {m['versions']}.",
         f"- {res.n:,} samples per run, float32, seed {SEED} for every sampler.",
     ]
@@ -637,6 +673,12 @@ METHOD = """## Method
   configuration and takes no part in the verdict: it runs scorelab's `dpmpp_2m` on a process
   defined in this benchmark (`LinspaceDDPM`) with the noise levels diffusers'
   DPM-Solver++ uses by default, to tell a solver difference from a schedule difference.
+- **scorelab defaults.** The first rows are what `diffusion.sample(model, n, nfe=NFE)` runs
+  with nothing else but the data's moments (`prior_moments`, as a run folder or a known
+  density supplies them): UniPC on `diffusion.default_schedule` from the data-aware prior, and
+  `dpmpp_2m`, `dpmpp_3m`, `ipndm` on the same levels and prior. Every other scorelab row names
+  its process and starts from the zero-mean prior, as before. The 64-D target has 10
+  components (the issue's), the 0.2/0.8 toy is not rescaled (its modes are 14 apart).
 - **diffusers.** Schedulers with `num_train_timesteps=1000`, linear betas 1e-4..0.02,
   `prediction_type="epsilon"`, `clip_sample=False` (DDPM, DDIM), defaults otherwise
   (timestep spacing "leading" for DDPM/DDIM, "linspace" for the rest; DPM-Solver++ is
@@ -709,12 +751,12 @@ def target_section(res: Results, target: Target) -> list[str]:
 
 
 def report(res: Results) -> str:
-    lines = [*header(res), "", METHOD]
+    lines = [*header(res), "", *res.targets_text, "", *res.digits_text, "", METHOD]
     for target in res.targets:
         lines += target_section(res, target)
     lines += [
         f"## Overhead ratio: scorelab sampler wall time / (NFE x one denoiser call), "
-        f"{res.targets[-1].name}",
+        f"{res.targets[1].name}",
         "",
         OVERHEAD_TEXT,
         "",
@@ -884,7 +926,7 @@ divided by its floor (the mean over 10 further exact sets against the same refer
 is exact sampling; mean ± sd over three sampler seeds. NFE is the budget: `heun` runs
 `(NFE + 1) // 2` steps.
 
-Schedules: `edm` is the library default (Karras rho = 7, 0.002..80); `ve` the geometric
+Schedules: `edm` is the EDM levels (Karras rho = 7, 0.002..80; the default before #17); `ve` the geometric
 levels of the `ve` process; "optimized ..S" is `diffusion.schedules.optimized_sigmas` from
 sigma_max S (GITS-style dynamic programming over a 100-level Karras grid down to 0.002, Euler
 local error against a `dpmpp_3m` teacher on 512 draws, 298 evaluations, once per target; it
@@ -910,6 +952,154 @@ def grid_main(quick: bool, nfes: tuple[int, ...], out: Path | None, solvers: tup
     emit(text + "\n" + "\n".join(lines) + "\n", out or (None if quick else GRID_RESULTS))
 
 
+# -- the defaults against the issue's targets (part of the main run) ---------------------------
+TARGET_SEEDS = GRID_SEEDS  # sampler seeds for the defaults; reference and floor sets are fixed
+DIGITS_SEEDS, DIGITS_N = (0, 1, 2), 1000
+
+
+def defaults_cells(gm: GaussianMixture, ref: Reference, nfes: tuple[int, ...]
+                   ) -> dict[int, list[GridCell]]:  # fmt: skip
+    """SW2, within-mode SW2 and mode-weight error of the defaults, one cell per seed."""
+    out = {}
+    for nfe in nfes:
+        out[nfe] = []
+        for seed in TARGET_SEEDS:
+            x = defaults_run(ExactDenoiser(gm), ref.samples.shape[0], nfe, seed)
+            out[nfe].append(GridCell(sw2(x, ref.samples), within_mode_sw(x, ref.samples, gm),
+                                     mode_error(x, gm)))  # fmt: skip
+    return out
+
+
+def target_lines(targets: list[Target], refs: dict[str, Reference], nfes: tuple[int, ...]
+                 ) -> tuple[list[str], dict]:  # fmt: skip
+    """The defaults' three metrics over the floor at every NFE (mean ± sd over
+    ``TARGET_SEEDS``), and the issue's targets checked against them."""
+    lines = [
+        "| target | NFE | SW2 / floor | within-mode SW2 / floor | mode-weight error / floor |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    ratios = {}
+    for target in targets:
+        ref = refs[target.name]
+        floor = grid_floor(target.gm, ref)
+        cells = defaults_cells(target.gm, ref, nfes)
+        for nfe in nfes:
+            r = {m: [getattr(c, m) / getattr(floor, m) for c in cells[nfe]]
+                 for m in ("sw", "within", "mode")}  # fmt: skip
+            ratios[(target.name, nfe)] = (r, [c.mode for c in cells[nfe]], floor)
+            lines.append(f"| {target.name} | {nfe} | " + " | ".join(mean_sd(r[m]) for m in r)
+                         + " |")  # fmt: skip
+    return lines, ratios
+
+
+def verdict_lines(ratios: dict, refs: dict[str, Reference], nfes: tuple[int, ...],
+                  names: tuple[str, str, str]) -> list[str]:  # fmt: skip
+    ring, big, toy = names
+
+    def check(key: tuple[str, int], metric: str, limit: float, what: str) -> str:
+        if key not in ratios:
+            return f"- {what} at NFE {key[1]}: not run."
+        values = ratios[key][0][metric]
+        mean = statistics.mean(values)
+        word = "**met**" if mean <= limit else "**missed**"
+        return f"- {what} at NFE {key[1]}: {mean:.2f} (target <= {limit}): {word}."
+
+    lines = [
+        check((big, 10), "sw", 1.3, f"{big}: SW2 / floor"),
+        check((ring, 10), "within", 3.5, f"{ring}: within-mode SW2 / floor"),
+        check((ring, 20), "within", 1.2, f"{ring}: within-mode SW2 / floor"),
+    ]
+    floor = refs[toy].floor_mode  # exact sets' mode-weight errors: their spread
+    spread = statistics.mean(floor) + 2 * statistics.stdev(floor)
+    for nfe in nfes:
+        errs = ratios[(toy, nfe)][1]
+        word = "**met**" if statistics.mean(errs) <= spread else "**missed**"
+        lines.append(
+            f"- {toy}: mode-weight error at NFE {nfe}: {statistics.mean(errs):.4f} ± "
+            f"{statistics.stdev(errs):.4f} over {len(errs)} seeds; exact sampling's spread "
+            f"(mean + 2 sd of {len(floor)} exact sets) {spread:.4f}: {word}."
+        )
+    return lines
+
+
+OLD_DEFAULT = {"sampler": "heun", "process": "edm", "prior": "zero"}
+DIGITS_CONFIGS = (  # (label, nfe, sample() arguments); moments are added to every row
+    ("defaults", 5, {}),
+    ("defaults", 10, {}),
+    ("defaults", 20, {}),
+    ("defaults", 50, {}),
+    ("dpmpp_2m, default levels", 10, {"sampler": "dpmpp_2m"}),
+    ("dpmpp_2m, ve (the README's advice before)", 10, {"sampler": "dpmpp_2m", "process": "ve"}),
+    ("heun, edm, zero prior (the default before)", 10, OLD_DEFAULT),
+    ("heun, edm, zero prior (the default before)", 35, OLD_DEFAULT),
+)
+
+
+def digits_lines(run: Path) -> list[str]:
+    """Frechet distance (the eval command's classifier features, against the test split) of
+    ``DIGITS_N`` samples per draw, over ``DIGITS_SEEDS``, for ``DIGITS_CONFIGS``; samples
+    clamped to the pixel range as ``scorelab sample`` does."""
+    from scorelab.cli.common import load_any, load_run_data, run_record
+    from scorelab.cli.eval_cmd import feature_classifier
+    from scorelab.metrics import frechet_distance
+
+    record = run_record(run)
+    model, record = load_any(run, torch.device("cpu"), record)
+    train, held = load_run_data(record), load_run_data(record, heldout=True)
+    clf = feature_classifier(train, 0)
+    real = clf.features(held.x)
+    flat = train.x.reshape(len(train.x), -1).double()
+    moments = (flat.mean(0), torch.cov(flat.T))  # what scorelab sample stores for the run
+    lines = [
+        f"| configuration | NFE (counted) | FD, seeds {', '.join(map(str, DIGITS_SEEDS))} | "
+        "mean ± sd |",
+        "|---|---:|---|---:|",
+    ]
+    fds: dict[tuple[str, int], list[float]] = {}
+    for label, nfe, kw in DIGITS_CONFIGS:
+        values, spent = [], 0
+        for seed in DIGITS_SEEDS:
+            kw2 = dict(kw) if kw.get("prior") == "zero" else {**kw, "prior_moments": moments}
+            gen = torch.Generator().manual_seed(seed)
+            res = diffusion.sample(model, DIGITS_N, nfe=nfe, progress=False, generator=gen, **kw2)
+            spent = res.nfe
+            values.append(frechet_distance(clf.features(res.samples.clamp(-1, 1)), real).item())
+        fds[(label, nfe)] = values
+        print(f"  digits {label} NFE {nfe}: FD {[round(v, 2) for v in values]}")
+        lines.append(f"| {label} | {spent} | {', '.join(f'{v:.2f}' for v in values)} | "
+                     f"{mean_sd(values)} |")  # fmt: skip
+    ours, old = fds[("defaults", 10)], fds[("heun, edm, zero prior (the default before)", 35)]
+    gap = statistics.mean(ours) - statistics.mean(old)
+    paired = [a - b for a, b in zip(ours, old, strict=True)]
+    word = "**met**" if abs(gap) <= statistics.stdev(old) else "**missed**"
+    lines += [
+        "",
+        f"- Target: FD of the defaults at NFE 10 within the draw-to-draw spread of NFE 35 "
+        f"(heun, edm): {statistics.mean(ours):.2f} vs {statistics.mean(old):.2f} ± "
+        f"{statistics.stdev(old):.2f}, a gap of {gap:+.2f} (paired by seed: "
+        f"{', '.join(f'{d:+.2f}' for d in paired)}): {word}.",
+    ]
+    return lines
+
+
+TARGETS_TEXT = """## The defaults against the issue's targets
+
+`diffusion.sample(model, n, nfe=NFE)` with nothing else (the data's moments given, as a run
+folder or a known density supplies them): UniPC on `diffusion.default_schedule` from the
+data-aware prior. Each metric divided by its exact-sampling floor (mean over 10 exact sets
+against the same reference), mean ± sd over sampler seeds {seeds}; within-mode SW2 assigns
+points to their most likely component and averages the per-component SW2 with the weights."""
+
+DIGITS_TEXT = """## Digits: a trained model
+
+`{run}` (trained by `scorelab quickstart`: small U-Net, 1500 steps). {n} samples per draw,
+seeds {seeds}; Frechet distance of the feature classifier `scorelab eval` trains (seed 0) on
+the training split, against the 360 test digits. The samples' size makes FD noisy: the
+spread over draws is the yardstick. The peers have no digits rows: on the same levels their
+solvers give scorelab's numbers (the "Same algorithm" tables above), so a digits row of theirs
+would repeat a scorelab one."""
+
+
 # -- main ------------------------------------------------------------------------------------
 def versions() -> str:
     names = ("diffusers", "k-diffusion", "torchsde", "numpy", "scipy")
@@ -929,7 +1119,7 @@ def all_specs() -> list[Spec]:
 
 
 def run_all(n: int, nfes: tuple[int, ...], overhead_n: int, repeats: int) -> Results:
-    specs, targets = all_specs(), [ring_2d(), mixture_64d()]
+    specs, targets = all_specs(), [ring_2d(), mixture_64d(k=10), toy_2d()]
     refs, tables, rk45 = {}, {}, {}
     for target in targets:
         print(f"{target.name} ({target.description}); SW (true NFE) at NFE {nfes}")
@@ -937,7 +1127,7 @@ def run_all(n: int, nfes: tuple[int, ...], overhead_n: int, repeats: int) -> Res
         tables[target.name] = run_target(target, ref, specs, nfes)
         rk45[target.name] = rk45_rows(target, ref)
     print(f"overhead at batch {overhead_n:,}")
-    runs = overhead(targets[-1].gm, overhead_n, 20, repeats)
+    runs = overhead(targets[1].gm, overhead_n, 20, repeats)
     return Results(n, nfes, targets, refs, tables, rk45, runs, overhead_n, {})
 
 
@@ -949,21 +1139,47 @@ def main() -> None:
     parser.add_argument("--nfe", type=int, nargs="+", default=[10], help="--grid budgets")
     parser.add_argument("--solvers", nargs="+", default=list(GRID_SOLVERS), help="--grid rows")
     parser.add_argument("--schedules", type=int, nargs="+", help="--grid columns (numbers)")
+    parser.add_argument(
+        "--digits",
+        type=Path,
+        default=None,
+        metavar="RUN",
+        help="a digits run folder (train/quickstart) for the FD rows",
+    )
     args = parser.parse_args()
     if args.grid:
         pick = None if args.schedules is None else tuple(args.schedules)
         grid_main(args.quick, tuple(args.nfe), args.out, tuple(args.solvers), pick)
         return
-    n, nfes, repeats = (2_000, (10, 20), 1) if args.quick else (10_000, (10, 20, 50, 100), 5)
+    n, nfes, repeats = (2_000, (10, 20), 1) if args.quick else (10_000, (5, 10, 20, 50), 5)
     start, load = time.perf_counter(), " ".join(f"{v:.1f}" for v in os.getloadavg())
-    res = run_all(n, nfes, overhead_n=n, repeats=repeats)
+    with torch_threads(1):  # small batches, a shared machine: one thread
+        res = run_all(n, nfes, overhead_n=n, repeats=repeats)
+        print("the defaults against the targets")
+        lines, ratios = target_lines(res.targets, res.refs, nfes)
+        names = tuple(t.name for t in res.targets)
+        res.targets_text = [
+            TARGETS_TEXT.format(seeds=", ".join(map(str, TARGET_SEEDS))), "", *lines, "",
+            *verdict_lines(ratios, res.refs, nfes, names),
+        ]  # fmt: skip
+        if args.digits is not None:
+            print(f"digits: {args.digits}")
+            res.digits_text = [
+                DIGITS_TEXT.format(run=args.digits, n=DIGITS_N,
+                                   seeds=", ".join(map(str, DIGITS_SEEDS))),
+                "", *digits_lines(args.digits),
+            ]  # fmt: skip
+        else:
+            res.digits_text = ["## Digits: a trained model", "", "Skipped: pass --digits RUN."]
     res.meta = {
-        "args": " --quick" if args.quick else "",
+        "args": (" --quick" if args.quick else "")
+        + (f" --digits {args.digits}" if args.digits else ""),
         "date": datetime.date.today().isoformat(),
         "minutes": f"{(time.perf_counter() - start) / 60:.1f}",
         "machine": machine(),
-        "threads": str(torch.get_num_threads()),
+        "threads": "1",
         "load": load,
+        "load_end": " ".join(f"{v:.1f}" for v in os.getloadavg()),
         "versions": versions(),
     }
     text = report(res)

@@ -64,6 +64,7 @@ def test_help_and_argument_errors_import_no_torch():
 def _registries():
     from scorelab import data, densities, diffusion, mcmc, nets
     from scorelab.demos import DEMOS
+    from scorelab.training.config import LR_SCHEDULES
 
     return {
         "DENSITIES": densities.NAMED,
@@ -76,6 +77,7 @@ def _registries():
         "NETS": nets.NETS,
         "PARAMETERIZATIONS": nets.PARAMETERIZATIONS,
         "DEMOS": DEMOS,
+        "LR_SCHEDULES": LR_SCHEDULES,
     }
 
 
@@ -116,7 +118,7 @@ def test_every_option_with_a_default_shows_it():
 @pytest.mark.parametrize(
     ("cmd", "expected"),
     [
-        ("sample", ["sampler (default heun)", "(default 35)", "number of samples (default 1000)"]),
+        ("sample", ["sampler (default unipc", "(default 20)", "number of samples (default 1000)"]),
         (
             "mcmc",
             ["tuned across many chains (default hmc)", "chains (default 16)", "(default 2000)"],

@@ -194,7 +194,7 @@ def test_every_sampler_takes_the_guided_denoiser(sampler):
     class law crosses x0 = 0 with probability ~1e-6)."""
     guided = diffusion.ClassifierFreeGuidance(GM.denoise, 1.0)
     kw = {"process": "ddpm"} if sampler in ("ddpm", "ddim") else {}
-    nfe = 1 if sampler == "rk45" else 200
+    nfe = 200
     if sampler == "annealed_langevin":  # Song & Ermon's set-up, as in test_samplers
         kw = {"process": diffusion.VE(sigma_min=0.1, sigma_max=10.0), "steps_per_level": 100,
               "eps": 0.01}  # fmt: skip

@@ -55,7 +55,7 @@ CASES = {
     "pc": dict(nfe=400, process="vp"),
     "euler": dict(nfe=200, process="edm"),
     "heun": dict(nfe=99, process="edm"),
-    "rk45": dict(nfe=1, process="edm", rtol=1e-5, atol=1e-5),
+    "rk45": dict(nfe=400, process="edm", rtol=1e-5, atol=1e-5),
     "dpmpp_2m": dict(nfe=50, process="edm"),
     "dpmpp_3m": dict(nfe=30, process="edm"),
     "dpmpp_3m_sde": dict(nfe=100, process="edm"),
@@ -92,6 +92,78 @@ def test_nfe_is_what_was_spent():
                                ("ipndm", 10, 10)):  # fmt: skip
         res = diffusion.sample(GM, 10, sampler=sampler, nfe=nfe, progress=False)
         assert res.nfe == want, sampler
+
+
+class CallCounter:
+    """The model itself, counting its calls: one call on the whole batch is one evaluation per
+    sample (n <= batch_size), whatever the sampler believes it spent."""
+
+    def __init__(self, gm):
+        self.gm, self.calls = gm, 0
+        self.mean, self.cov = gm.mean, gm.cov
+
+    def __call__(self, x, sigma):
+        self.calls += 1
+        return self.gm.denoise(x, sigma)
+
+
+REFUSED = {("pc", 1), ("annealed_langevin", 1)}  # one level costs 2: refused before any call
+
+
+@pytest.mark.parametrize("sampler", list(diffusion.SAMPLERS))
+def test_every_sampler_spends_at_most_nfe(sampler):
+    """Counted at the model, every sampler spends at most ``nfe`` evaluations per sample (and
+    reports what it spent), or refuses the budget with a message naming nfe; rk45 may stop
+    where the budget runs out, never past it."""
+    for nfe in (1, 2, 3, 5, 10, 37, 150):
+        model = CallCounter(GM)
+        try:
+            res = diffusion.sample(model, 8, sampler=sampler, nfe=nfe, shape=(2,),
+                                   generator=_gen(1), progress=False)  # fmt: skip
+        except ValueError as err:
+            assert "nfe" in str(err), (sampler, nfe, err)
+            assert (sampler, nfe) in REFUSED or sampler == "rk45", (sampler, nfe, err)
+            assert model.calls <= nfe, (sampler, nfe, model.calls)
+            continue
+        assert (sampler, nfe) not in REFUSED
+        assert res.nfe == model.calls <= nfe, (sampler, nfe, model.calls, res.nfe)
+        if sampler not in ("rk45", "annealed_langevin", "pc", "heun"):
+            assert model.calls == nfe, (sampler, nfe, model.calls)  # the whole budget is used
+
+
+def test_annealed_langevin_through_the_front_door():
+    """With every default (the default levels from sigma_max 80, eps = 0.2 sigma_L^2, 10
+    levels), annealed Langevin neither diverges nor overspends, and gets the 0.3 weight of the
+    mixture within 5 binomial standard errors (n = 2000: 0.0512) plus 0.02 for its bias."""
+    n = 2000
+    res = diffusion.sample(GM, n, sampler="annealed_langevin", nfe=1000, generator=_gen(12),
+                           progress=False)  # fmt: skip
+    assert res.nfe == 991  # 10 levels x 99 steps + the final Tweedie step
+    frac = (res.samples[:, 0] < 0).double().mean().item()
+    assert abs(frac - 0.3) < 5 * math.sqrt(0.3 * 0.7 / n) + 0.02
+    # a small budget runs short levels (49 // 10 = 4 steps, 12 levels), not one at sigma_max
+    res = diffusion.sample(GM, 4, sampler="annealed_langevin", nfe=50, progress=False)
+    assert res.nfe == 49 and len(res.sigmas) == 13
+
+
+def test_annealed_langevin_refuses_what_it_cannot_do():
+    with pytest.raises(ValueError, match=r"nfe = 50 cannot pay for 1 level\(s\) x 100 step\(s\) "
+                       r"plus the final denoising step \(needs nfe >= 101\)"):  # fmt: skip
+        diffusion.sample(GM, 4, sampler="annealed_langevin", nfe=50, steps_per_level=100)
+    # the old default eps = 2e-5 at EDM's sigma_min 0.002 is 5 sigma_L^2: it would diverge
+    with pytest.raises(ValueError, match=r"eps = 2e-05 is 5 sigma_L\^2.*eps < 4 sigma_L\^2"):
+        diffusion.sample(GM, 4, sampler="annealed_langevin", nfe=1000, process="edm", eps=2e-5)
+
+
+def test_rk45_follows_the_budget_or_says_where_it_ran_out():
+    model = CallCounter(GM)
+    with pytest.raises(ValueError, match=r"rk45 spent its budget of nfe = 20 evaluations at sigma"):
+        diffusion.sample(model, 8, sampler="rk45", nfe=20, shape=(2,), progress=False)
+    assert model.calls <= 20
+    model = CallCounter(GM)
+    res = diffusion.sample(model, 8, sampler="rk45", nfe=150, shape=(2,), progress=False)
+    assert res.nfe == model.calls <= 150
+    assert diffusion.rk45_tolerance(150) == 1e-4 and diffusion.rk45_tolerance(60) == 1e-2
 
 
 def test_ddim_eta0_is_euler():

@@ -7,7 +7,12 @@ import torch
 
 from scorelab import diffusion
 from scorelab.densities import Gaussian
-from scorelab.diffusion.schedules import check_sigmas, karras_grid, optimized_sigmas
+from scorelab.diffusion.schedules import (
+    check_sigmas,
+    default_schedule,
+    karras_grid,
+    optimized_sigmas,
+)
 
 F64 = torch.float64
 
@@ -50,3 +55,51 @@ def test_optimized_schedule_refuses_a_budget_beyond_its_grid():
     g = Gaussian([0.0], 1.0)
     with pytest.raises(ValueError, match="steps must be an int from 1 to grid - 1 = 9"):
         optimized_sigmas(g.denoise, torch.zeros(4, 1), 10, sigma_max=5.0, grid=10)
+
+
+# -- the default levels ---------------------------------------------------------------------------
+@pytest.mark.parametrize("steps", [1, 2, 5, 10, 37])
+def test_default_schedule_shape_and_scale(steps):
+    """``sigma_max`` first, ``0.4 / steps`` data standard deviations last (floored at 0.002),
+    strictly decreasing, then 0; and scale-equivariant: data c times larger (variance c^2, and
+    sigma_max c times larger) get levels c times larger."""
+    sig = default_schedule(steps, sigma_max=80.0, dim=3, variance=0.25)
+    assert len(sig) == steps + 1 and sig[0] == 80.0 and sig[-1] == 0.0
+    assert check_sigmas(sig).equal(sig)
+    if steps > 1:
+        assert sig[-2] == pytest.approx(max(0.4 / steps, 0.002) * 0.5, rel=1e-12)
+    big = default_schedule(steps, sigma_max=800.0, dim=3, variance=25.0)
+    torch.testing.assert_close(big, 10 * sig, rtol=1e-12, atol=0)
+
+
+def test_default_schedule_is_geometric_below_the_data_scale():
+    """Well below h = 3 sqrt(2 dim variance) the levels are uniform in log sigma (to 1e-4 of
+    the ratio at sigma < h / 100), and one of 10 levels lies above h on unit 2-D data."""
+    sig = default_schedule(40, sigma_max=80.0, dim=2, variance=1.0)[:-1]
+    h = 3 * 2.0
+    ratios = sig[1:] / sig[:-1]
+    low = ratios[sig[1:] < h / 100]
+    assert len(low) > 5 and (low.max() - low.min()) < 1e-4
+    assert int((default_schedule(10, dim=2) > h).sum()) == 1
+
+
+def test_default_schedule_beats_the_edm_levels_at_a_small_budget():
+    """The closed form, from the Gaussian's moments alone, gives a smaller flow error than the
+    EDM levels on the same range at 8 levels (deterministic; measured: 11.7x smaller for unipc,
+    3.2x for dpmpp_2m)."""
+    g = Gaussian([0.5, -1.0], [[1.0, 0.095], [0.095, 0.01]])
+    var = float(torch.trace(g.cov)) / 2
+    for sampler in ("unipc", "dpmpp_2m"):
+        edm = diffusion.EDM(sigma_min=0.002, sigma_max=20.0).sigmas(8, F64)
+        err_edm = _flow_error(sampler, edm)[0]
+        err = _flow_error(sampler, default_schedule(8, sigma_max=20.0, dim=2, variance=var))[0]
+        assert err < err_edm / 2, (sampler, err, err_edm)
+
+
+def test_default_schedule_refuses_bad_input():
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        default_schedule(0)
+    with pytest.raises(ValueError, match="variance must be a positive number"):
+        default_schedule(5, variance=0.0)
+    with pytest.raises(ValueError, match=r"sigma_max = 0.01 must exceed the last level 0.08"):
+        default_schedule(5, sigma_max=0.01)

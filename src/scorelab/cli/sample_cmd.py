@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +24,13 @@ from scorelab.cli.common import (
 )
 from scorelab.cli.names import PROCESSES, SAMPLERS
 
+DEFAULT_SAMPLER, DEFAULT_NFE = "unipc", 20  # scorelab.diffusion.api's (no torch import here)
+SCHEDULES = ("auto", "default", "optimized")
+PRIORS = ("zero", "data")
+MOMENTS_FILE, SCHEDULES_FILE = "data_moments.npz", "schedules.json"
+FULL_COV_MAX_DIM = 1024  # above: per-coordinate variances (a full cov would be d^2 numbers)
+OPT_BATCH, OPT_SEED, OPT_FINE_SCALE = 512, 0, 0.01  # optimized_sigmas' draws and weighting
+
 if TYPE_CHECKING:
     import torch
     from matplotlib.figure import Figure
@@ -38,10 +47,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run_dir", help="folder written by scorelab train, or a diffusers folder "
                    "(save_pretrained: a pipeline, or a UNet2DModel and its scheduler)")  # fmt: skip
-    p.add_argument("--sampler", default="heun", choices=SAMPLERS, help="sampler")
-    p.add_argument("--nfe", type=int, default=35, help="denoiser evaluations per sample")
-    p.add_argument("--process", default="edm", choices=PROCESSES,
-                   help="noise process: the sigma sequence the sampler steps through")  # fmt: skip
+    p.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=SAMPLERS,
+                   help=f"sampler (default {DEFAULT_SAMPLER}, the benchmark's best)")  # fmt: skip
+    p.add_argument("--nfe", type=int, default=DEFAULT_NFE,
+                   help=f"most evaluations per sample (default {DEFAULT_NFE})")  # fmt: skip
+    p.add_argument("--process", default=None, choices=PROCESSES,
+                   help="noise process: step through its own sigma sequence instead of the "
+                   "default levels (diffusion.default_schedule, sigma_max 80)")  # fmt: skip
+    p.add_argument("--schedule", default="auto", choices=SCHEDULES,
+                   help="auto: the optimized schedule stored in RUN_DIR/schedules.json for this "
+                   "sampler and --nfe if there is one, else the default levels; default: the "
+                   "default levels; optimized: the stored one, fitted to the model and stored "
+                   "first if missing (a few hundred evaluations on 512 draws, once)")  # fmt: skip
+    p.add_argument("--sigmas", type=float, nargs="+", default=None, metavar="SIGMA",
+                   help="explicit noise levels, decreasing, ending in 0 (replaces --process and "
+                   "--schedule; the sampler spends what they cost)")  # fmt: skip
+    p.add_argument("--prior", default=None, choices=PRIORS,
+                   help="where sampling starts: zero is N(0, sigma_max^2 I); data is N(mean, "
+                   "cov + sigma_max^2 I) with the training data's moments (stored in "
+                   "RUN_DIR/data_moments.npz); default: data if the run has data")  # fmt: skip
     p.add_argument("-n", type=int, default=1000, help="number of samples")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default=None, help="output .npz (default RUN_DIR/samples.npz)")
@@ -106,8 +130,8 @@ def guided_model(model, data, kind: str, weight: float, steps: int, seed: int, d
     return diffusion.ClassifierGuidance(model, clf, weight)
 
 
-def generate(model, n: int, sampler: str, nfe: int, process: str | Process, seed: int,
-             cond=None):  # fmt: skip
+def generate(model, n: int, sampler: str, nfe: int, process: str | Process | None, seed: int,
+             cond=None, sigmas=None, prior: str | None = None):  # fmt: skip
     """Samples of a trained model in model units (``cond``: class labels ``[n]``). Baselines
     (VAE, GAN, DAE) draw with their own sampler; ``sampler``, ``nfe`` and ``process`` are then
     unused and the result's ``sampler`` names the family."""
@@ -121,7 +145,142 @@ def generate(model, n: int, sampler: str, nfe: int, process: str | Process, seed
             raise ValueError("this run is an unconditional VAE/GAN/DAE baseline: drop --class")
         return baselines.sample(model, n, generator=gen)
     return diffusion.sample(model, n, sampler=sampler, nfe=nfe, process=process, cond=cond,
-                            generator=gen)  # fmt: skip
+                            generator=gen, sigmas=sigmas, prior=prior)  # fmt: skip
+
+
+def _data_key(record: dict) -> str:
+    """What the training data was drawn from: moments stored under another key are stale."""
+    train = record["train"]
+    return json.dumps({k: train.get(k) for k in ("data", "data_kwargs", "n", "seed")},
+                      sort_keys=True)  # fmt: skip
+
+
+def data_moments(run_dir: Path, record: dict, data) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean ``[d]`` and covariance of the run's training data in model units, for the
+    data-aware prior and the default levels: a full ``[d, d]`` covariance up to
+    ``FULL_COV_MAX_DIM`` coordinates, per-coordinate variances ``[d]`` above. Computed once
+    and stored in ``RUN_DIR/data_moments.npz`` (recomputed if the run's data changed)."""
+    import numpy as np
+    import torch
+
+    path, key = run_dir / MOMENTS_FILE, _data_key(record)
+    if path.exists():
+        with np.load(path) as f:
+            if str(f["key"]) == key:
+                return torch.from_numpy(f["mean"]), torch.from_numpy(f["cov"])
+    x = data.x.reshape(len(data.x), -1).double()
+    mean = x.mean(0)
+    cov = torch.cov(x.T).reshape(x.shape[1], x.shape[1]) if x.shape[1] <= FULL_COV_MAX_DIM else \
+        x.var(0)  # fmt: skip
+    try:
+        np.savez(path, mean=mean.numpy(), cov=cov.numpy(), key=np.array(key))
+    except OSError as err:  # a read-only run folder: use them without storing
+        print(f"note: could not store the data moments in {path} ({err.strerror})")
+    return mean, cov
+
+
+def _checkpoint_id(run_dir: Path) -> str | None:
+    latest = run_dir / "checkpoints" / "latest.json"
+    return latest.read_text().strip() if latest.exists() else None
+
+
+def stored_schedule(run_dir: Path, steps: int) -> list[float] | None:
+    """The optimized levels for ``steps`` steps in ``RUN_DIR/schedules.json``, if stored for
+    the run's current checkpoint."""
+    path = run_dir / SCHEDULES_FILE
+    if not path.exists():
+        return None
+    stored = json.loads(path.read_text())
+    if stored.get("checkpoint") != _checkpoint_id(run_dir):
+        print(f"note: {path} was fitted to an earlier checkpoint; not used (--schedule "
+              "optimized fits it again)")  # fmt: skip
+        return None
+    return stored.get("levels", {}).get(str(steps))
+
+
+def fit_schedule(model, run_dir: Path, steps: int, sigma_max: float, sigma_min: float,
+                 moments: tuple | None) -> list[float]:  # fmt: skip
+    """``diffusion.optimized_sigmas`` for this model and ``steps`` levels, fitted on
+    ``OPT_BATCH`` draws of the prior at ``sigma_max`` (the data-aware one when the moments are
+    known), and stored in ``RUN_DIR/schedules.json`` next to those for other step counts."""
+    import torch
+
+    from scorelab import diffusion
+
+    gen = torch.Generator().manual_seed(OPT_SEED)
+    device = diffusion.model_device(model) or torch.device("cpu")
+    shape = tuple(model.event_shape)
+    dim = math.prod(shape)
+    if moments is not None:
+        prior = diffusion.DataPrior.from_moments(*moments, dim=dim)
+        x = prior.sample(OPT_BATCH, shape, sigma_max, gen, device=device)
+        fine_scale = OPT_FINE_SCALE * prior.variance()
+    else:
+        x = sigma_max * torch.randn((OPT_BATCH, *shape), generator=gen).to(device)
+        fine_scale = OPT_FINE_SCALE
+    print(f"fitting a {steps}-level schedule to the model (GITS-style dynamic programming, "
+          f"{OPT_BATCH} draws)")  # fmt: skip
+    levels = diffusion.optimized_sigmas(diffusion.as_denoiser(model), x, steps,
+                                        sigma_max=sigma_max, sigma_min=sigma_min,
+                                        fine_scale=fine_scale).tolist()  # fmt: skip
+    path = run_dir / SCHEDULES_FILE
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    if stored.get("checkpoint") != _checkpoint_id(run_dir):
+        stored = {}
+    stored.update(method="scorelab.diffusion.optimized_sigmas", sigma_max=sigma_max,
+                  sigma_min=sigma_min, fine_scale=fine_scale, draws=OPT_BATCH, seed=OPT_SEED,
+                  checkpoint=_checkpoint_id(run_dir))  # fmt: skip
+    stored.setdefault("levels", {})[str(steps)] = levels
+    try:
+        path.write_text(json.dumps(stored, indent=1))
+        print(f"stored in {path}")
+    except OSError as err:
+        print(f"note: could not store the schedule in {path} ({err.strerror})")
+    return levels
+
+
+NO_SCHEDULE = ("langevin", "annealed_langevin", "rk45")  # levels of their own, not a schedule
+
+
+def choose_levels(args: argparse.Namespace, model, run_dir: Path, moments: tuple | None,
+                  sigma_range: tuple[float, float]) -> list[float] | None:  # fmt: skip
+    """The explicit ``--sigmas``, or the stored (or, with ``--schedule optimized``, newly
+    fitted) optimized levels, or ``None`` for the process's or the default levels."""
+    from scorelab import diffusion
+
+    if args.sigmas is not None:
+        if args.process is not None or args.schedule == "optimized":
+            raise ValueError("--sigmas gives the levels itself: drop --process / --schedule")
+        try:
+            diffusion.check_sigmas(args.sigmas, args.sampler)
+        except ValueError as err:
+            text = str(err).split(": append 0")[0].replace("sigmas[", "level [")
+            raise ValueError(f"--sigmas {' '.join(f'{v:g}' for v in args.sigmas)}: {text}; "
+                             "list them from high to low and end with 0") from None  # fmt: skip
+        return args.sigmas
+    if args.process is not None:
+        if args.schedule == "optimized":
+            raise ValueError("--process steps through its own levels: drop it to use "
+                             "--schedule optimized")  # fmt: skip
+        return None
+    if args.schedule == "default":
+        return None
+    if args.sampler in NO_SCHEDULE:
+        if args.schedule == "optimized":
+            raise ValueError(f"--sampler {args.sampler} runs on levels of its own; "
+                             "--schedule optimized is for the step-by-step samplers")  # fmt: skip
+        return None
+    steps = diffusion.steps_for_nfe(args.sampler, args.nfe, {})
+    levels = stored_schedule(run_dir, steps)
+    if levels is None and args.schedule == "optimized":
+        if steps >= 100:
+            raise ValueError(f"--schedule optimized fits at most 99 levels; --nfe {args.nfe} "
+                             f"gives {steps} for {args.sampler}")  # fmt: skip
+        levels = fit_schedule(model, run_dir, steps, *sigma_range, moments)
+    elif levels is not None:
+        print(f"using the optimized schedule in {run_dir / SCHEDULES_FILE} ({steps} levels; "
+              "--schedule default ignores it)")  # fmt: skip
+    return levels
 
 
 def picture(samples: torch.Tensor, data, title: str) -> Figure | None:
@@ -155,13 +314,27 @@ def run(args: argparse.Namespace) -> int:
             device = distributed.local_device(torch.device("cuda"))
         model, record = load_any(args.run_dir, device, record)
         process = args.process
+        if args.nfe < 1:
+            raise ValueError(f"--nfe must be a positive int (denoiser evaluations); got {args.nfe}")
+        sigma_range = (80.0, 0.002)  # the default levels' sigma_max; optimized_sigmas' floor
         if is_diffusers_record(record):  # no data: 8-bit pixel units; levels in its own range
             data = diffusers_data(record, model.num_classes)
-            if process in ("edm", "ve"):
+            sigma_range = (model.sigma_max, max(model.sigma_min, 0.002))
+            if process in ("edm", "ve"):  # (the default levels read model.sigma_max)
                 process = diffusion.make_process(process, sigma_min=model.sigma_min,
                                                  sigma_max=model.sigma_max)  # fmt: skip
+            if args.prior == "data":
+                raise ValueError("--prior data needs the run's training data, and a diffusers "
+                                 "folder carries none: drop --prior")  # fmt: skip
         else:
             data = load_run_data(record)
+        moments = None
+        if not baselines.is_baseline(model) and not is_diffusers_record(record):
+            moments = data_moments(Path(args.run_dir), record, data)
+            model.data_moments = moments  # diffusion.sample reads them (DataPrior.known)
+        levels = None
+        if not baselines.is_baseline(model):
+            levels = choose_levels(args, model, Path(args.run_dir), moments, sigma_range)
         n, seed = distributed.sample_share(args.n, args.seed)  # this rank's share (torchrun)
         labels = None
         if args.label is not None:
@@ -172,9 +345,10 @@ def run(args: argparse.Namespace) -> int:
             model = guided_model(model, data, args.guidance_kind, args.guidance,
                                  args.classifier_steps, args.seed,
                                  diffusion.model_device(model))  # fmt: skip
-        res = generate(model, n, args.sampler, args.nfe, process, seed, labels)
+        res = generate(model, n, args.sampler, args.nfe, process, seed, labels, levels,
+                       args.prior)  # fmt: skip
     except ValueError as err:
-        fail(err)
+        fail(re.sub(r"\bnfe = ", "--nfe ", str(err)))  # the budget is the flag here
     out = Path(args.out) if args.out else Path(args.run_dir) / "samples.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -194,6 +368,9 @@ def run(args: argparse.Namespace) -> int:
     provenance = {"run": str(args.run_dir), "sampler": res.sampler, "nfe": res.nfe,
                   "process": args.process, "seed": args.seed, "versions": record["versions"],
                   "scorelab": scorelab.__version__, "clamped": clamp}  # fmt: skip
+    if getattr(res, "sigmas", None) is not None:  # baselines have no levels
+        prior = args.prior or ("data" if moments is not None else "zero")
+        provenance.update(sigmas=[round(float(v), 6) for v in res.sigmas], prior=prior)
     if distributed.world_size() > 1:  # rank r drew its share with seed rank_seed(seed, r)
         provenance["ranks"] = distributed.world_size()
     arrays = {"samples": decoded.numpy(), "model_units": res.samples.numpy(), "nfe": res.nfe}

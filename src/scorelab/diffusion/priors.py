@@ -52,20 +52,38 @@ class DataPrior:
         return cls(m, c)
 
     @classmethod
-    def from_model(cls, model: object, dim: int) -> DataPrior:
-        """The moments a model knows: a known density's ``mean`` and ``cov`` (also through
-        wrappers such as guidance, via ``.model``)."""
+    def known(cls, model: object, dim: int) -> DataPrior | None:
+        """The moments a model knows, or ``None``: a known density's ``mean`` and ``cov``, or
+        a network's ``data_moments`` (``(mean, cov)``, set by ``scorelab sample`` from the
+        run's data), also through wrappers such as guidance, via ``.model``."""
         for _ in range(16):
             mean, cov = getattr(model, "mean", None), getattr(model, "cov", None)
             if isinstance(mean, Tensor) and isinstance(cov, Tensor):
                 return cls.from_moments(mean, cov, dim)
+            moments = getattr(model, "data_moments", None)
+            if isinstance(moments, tuple) and len(moments) == 2:
+                return cls.from_moments(*moments, dim=dim)
             model = getattr(model, "model", None)
             if model is None:
                 break
+        return None
+
+    @classmethod
+    def from_model(cls, model: object, dim: int) -> DataPrior:
+        """``known``, or a ``ValueError`` saying how to give the moments."""
+        prior = cls.known(model, dim)
+        if prior is not None:
+            return prior
         raise ValueError(
             "prior='data' needs the data's moments: pass prior_moments=(mean, cov), or a model "
             "with .mean and .cov tensors (such as scorelab.densities.GaussianMixture)"
         )
+
+    def variance(self) -> float:
+        """The mean per-coordinate variance, ``trace(cov) / d``."""
+        c = self.cov
+        per = torch.diagonal(c) if c.ndim == 2 else c.expand(self.mean.numel())
+        return float(per.mean())
 
     def sample(
         self,

@@ -142,23 +142,42 @@ def langevin(denoiser, x, sigmas, *, generator=None, callback=None, steps=100,
     return _denoise(denoiser, x, sigma) if final_denoise else x
 
 
+ANNEALED_EPS_RATIO = 2e-5 / 0.01**2  # Song & Ermon's eps / sigma_L^2 (2e-5 at sigma_L = 0.01)
+ANNEALED_STABLE_RATIO = 4.0  # a_i < 4 sigma_i^2: Langevin on N(0, sigma_i^2) contracts
+
+
 @torch.no_grad()
 def annealed_langevin(denoiser, x, sigmas, *, generator=None, callback=None,
-                      steps_per_level=100, eps=2e-5, form="ncsn", final_denoise=True):  # fmt: skip
+                      steps_per_level=100, eps=None, form="ncsn", final_denoise=True):  # fmt: skip
     """Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1): for each level
     ``sigma_1 > ... > sigma_L`` take ``T`` steps ``x <- x + (a/2) s(x, sigma_i) + sqrt(a) z``
-    with ``a = eps sigma_i^2 / sigma_L^2``; then a Tweedie step ``D(x, sigma_L)``.
+    with ``a = eps sigma_i^2 / sigma_L^2``; then a Tweedie step ``D(x, sigma_L)``, so
+    ``L T + 1`` evaluations. ``eps`` defaults to ``0.2 sigma_L^2``, the paper's ratio
+    ``eps / sigma_L^2`` (2e-5 at sigma_L = 0.01), so the step fits whatever ``sigma_L``;
+    a ratio of 4 or more is refused: where ``sigma_i`` dwarfs the data's spread the chain is
+    Langevin on ``N(0, sigma_i^2)``, which diverges for ``a >= 4 sigma_i^2``.
 
     ``form="denoising"`` uses ``a = 2 sigma_i^2``: the step is ``x <- D(x, sigma_i) +
     sqrt(2) sigma_i z``.
     """
     if form not in ("ncsn", "denoising"):
         raise ValueError(f"form must be 'ncsn' or 'denoising'; got {form!r}")
+    if not isinstance(steps_per_level, int) or steps_per_level < 1:
+        raise ValueError(f"steps_per_level must be a positive int; got {steps_per_level!r}")
     levels = sigmas[sigmas > 0]
     sigma_last = levels[-1]
+    ratio = ANNEALED_EPS_RATIO if eps is None else eps / float(sigma_last) ** 2
+    if form == "ncsn" and not 0 < ratio < ANNEALED_STABLE_RATIO:
+        raise ValueError(
+            f"annealed_langevin: eps = {eps:.3g} is {ratio:.3g} sigma_L^2 (sigma_L = "
+            f"{float(sigma_last):.3g}); the steps a_i = eps sigma_i^2 / sigma_L^2 diverge at "
+            f"the high levels unless eps < {ANNEALED_STABLE_RATIO:g} sigma_L^2 = "
+            f"{ANNEALED_STABLE_RATIO * float(sigma_last) ** 2:.3g}: pass a smaller eps, or "
+            f"leave it out for {ANNEALED_EPS_RATIO:g} sigma_L^2 (Song & Ermon's ratio)"
+        )
     i = 0
     for sigma in levels:
-        a = eps * sigma**2 / sigma_last**2 if form == "ncsn" else 2 * sigma**2
+        a = ratio * sigma**2 if form == "ncsn" else 2 * sigma**2
         for _ in range(steps_per_level):
             denoised = _denoise(denoiser, x, sigma)
             x = x + 0.5 * a * (denoised - x) / sigma**2 + torch.sqrt(a) * _noise(x, generator)
@@ -387,19 +406,34 @@ def ipndm(denoiser, x, sigmas, *, generator=None, callback=None, order=4):
     return x
 
 
+class _OverBudget(Exception):
+    """Raised inside ``rk45``'s right-hand side when the next evaluation would pass ``max_nfe``."""
+
+    def __init__(self, sigma: float):
+        self.sigma = sigma
+
+
 @torch.no_grad()
-def rk45(denoiser, x, sigmas, *, generator=None, callback=None, rtol=1e-4, atol=1e-4):
+def rk45(denoiser, x, sigmas, *, generator=None, callback=None, rtol=1e-4, atol=1e-4,
+         max_nfe=None):  # fmt: skip
     """Adaptive Runge-Kutta (Dormand-Prince 5(4), scipy's RK45) on the probability-flow ODE in
     ``t = log sigma``: ``dx/dt = x - D(x, sigma)``, from ``sigmas[0]`` to the smallest positive
-    sigma, then one Euler step to 0 (``x = D``). Step sizes follow ``rtol``/``atol``."""
+    sigma, then one Euler step to 0 (``x = D``). Step sizes follow ``rtol``/``atol``, so the
+    number of evaluations is an outcome; with ``max_nfe`` a solve that would need more (the
+    last step included) stops with a ``ValueError`` saying where it got to."""
     levels = sigmas[sigmas > 0]
     if len(levels) < 2:
         raise ValueError("rk45 needs sigmas with two positive levels (sigma_max, sigma_min)")
+    if max_nfe is not None and (not isinstance(max_nfe, int) or max_nfe < 2):
+        raise ValueError(f"rk45 needs a budget (nfe, max_nfe) of at least 2 evaluations (one "
+                         f"ODE evaluation and the last step); got {max_nfe!r}")  # fmt: skip
     sigma_hi, sigma_lo = levels[0], levels[-1]
     shape, dtype, device = x.shape, x.dtype, x.device
     count = [0]
 
     def rhs(t: float, y: np.ndarray) -> np.ndarray:
+        if max_nfe is not None and count[0] + 1 > max_nfe - 1:  # keep one for the last step
+            raise _OverBudget(math.exp(t))
         xt = torch.from_numpy(y).to(dtype=dtype, device=device).reshape(shape)
         sigma = torch.tensor(math.exp(t), dtype=dtype, device=device)
         count[0] += 1
@@ -407,7 +441,16 @@ def rk45(denoiser, x, sigmas, *, generator=None, callback=None, rtol=1e-4, atol=
 
     y0 = x.reshape(-1).double().cpu().numpy()
     t0, t1 = math.log(float(sigma_hi)), math.log(float(sigma_lo))
-    sol = solve_ivp(rhs, (t0, t1), y0, method="RK45", rtol=rtol, atol=atol)
+    try:
+        sol = solve_ivp(rhs, (t0, t1), y0, method="RK45", rtol=rtol, atol=atol)
+    except _OverBudget as stop:
+        raise ValueError(
+            f"rk45 spent its budget of nfe = {max_nfe} evaluations at sigma {stop.sigma:.3g} "
+            f"on the way from {float(sigma_hi):.3g} to {float(sigma_lo):.3g} (rtol = {rtol:g}, "
+            f"atol = {atol:g}); an adaptive solve takes 6 evaluations a step and usually 50 or "
+            "more in all: raise nfe, loosen rtol/atol, or use a fixed-budget solver such as "
+            "unipc"
+        ) from None
     if not sol.success:
         raise DivergenceError(f"rk45 failed between sigma {float(sigma_hi):.4g} and "
                               f"{float(sigma_lo):.4g}: {sol.message}")  # fmt: skip

@@ -57,6 +57,55 @@ def karras_grid(n: int, sigma_max: float, sigma_min: float, rho: float = 7.0) ->
     return levels
 
 
+DEFAULT_HIGH = 3.0  # h, in RMS distances between two data points
+DEFAULT_LOW = 0.4  # the last level is 0.4 / steps data standard deviations (0.04 at 10 steps)
+DEFAULT_FLOOR = 0.002  # ... but not below 0.002 of them (EDM's sigma_min for unit-scale data)
+
+
+def default_schedule(
+    steps: int,
+    *,
+    sigma_max: float = 80.0,
+    dim: int = 1,
+    variance: float = 1.0,
+    dtype: torch.dtype = torch.float64,
+) -> Tensor:
+    """The default levels, a closed form of what ``optimized_sigmas`` finds on exact mixtures:
+    ``steps`` levels from ``sigma_max`` uniform in ``u = log(sigma h / sqrt(sigma^2 + h^2))``
+    (the log posterior std of a Gaussian of variance ``h^2`` seen at noise ``sigma``) down to
+    ``0.4 / steps`` data standard deviations (not below 0.002 of them), then 0, with
+    ``h = 3 sqrt(2 dim variance)``, three times the RMS distance between two data points. Far
+    above ``h`` the flow is close to linear and ``u`` hardly moves, so few levels go there
+    (one of 10 from 80 on unit-variance 2-D data); below ``h`` they are geometric, as the
+    optimizer places them, and the last one comes down as the steps get shorter. ``variance``
+    is the data's mean per-coordinate variance (``trace(cov) / dim``); 1 for data normalized
+    to unit scale. Measured against the alternatives in ``benchmarks/results/samplers.md``."""
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be a positive int (number of noise levels); got {steps!r}")
+    if not (math.isfinite(variance) and variance > 0):
+        raise ValueError(f"variance must be a positive number (the data's); got {variance!r}")
+    if not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"dim must be a positive int (numbers per sample); got {dim!r}")
+    scale = math.sqrt(variance)
+    h = DEFAULT_HIGH * math.sqrt(2 * dim) * scale
+    lo = max(DEFAULT_LOW / steps, DEFAULT_FLOOR) * scale
+    if not sigma_max > lo:
+        raise ValueError(
+            f"sigma_max = {sigma_max:g} must exceed the last level {lo:.3g} (0.4 / steps data "
+            "standard deviations)"
+        )
+
+    def u(sigma: float) -> float:
+        return -0.5 * math.log(sigma**-2 + h**-2)
+
+    us = torch.linspace(u(sigma_max), u(lo), steps, dtype=torch.float64)
+    levels = (torch.exp(-2 * us) - h**-2).rsqrt()
+    levels[0] = sigma_max  # exactly, not through the round trip
+    if steps > 1:
+        levels[-1] = lo
+    return torch.cat([levels, levels.new_zeros(1)]).to(dtype)
+
+
 @torch.no_grad()
 def optimized_sigmas(
     denoiser: Callable[[Tensor, Tensor], Tensor],
