@@ -14,6 +14,7 @@ from scorelab.cli import (
     inpaint_cmd,
     mcmc_cmd,
     quickstart,
+    reflow_cmd,
     report_cmd,
     sample_cmd,
     train_cmd,
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         inpaint_cmd,
         demo_cmd,
         compare_cmd,
+        reflow_cmd,
     ):
         module.add_parser(sub)
     return parser

@@ -7,10 +7,14 @@
 """
 
 from scorelab.diffusion.api import (
+    DEFAULT_NFE,
+    DEFAULT_SAMPLER,
     PRIORS,
     SampleResult,
+    annealed_budget,
     as_denoiser,
     model_device,
+    rk45_tolerance,
     sample,
     steps_for_nfe,
 )
@@ -28,8 +32,10 @@ from scorelab.diffusion.objectives import (
     dsm_loss,
     edm_loss,
     esm_loss,
+    flow_matching_loss,
     ism_loss,
     ncsn_loss,
+    ot_coupling,
     ssm_loss,
     weighted_denoising_loss,
 )
@@ -40,9 +46,11 @@ from scorelab.diffusion.processes import (
     PROCESSES,
     VE,
     VP,
+    Flow,
     Process,
     SubVP,
     ddpm_alphas_cumprod,
+    flow_velocity,
     make_process,
 )
 from scorelab.diffusion.samplers import (
@@ -62,10 +70,12 @@ from scorelab.diffusion.samplers import (
     rk45,
     unipc,
 )
-from scorelab.diffusion.schedules import check_sigmas, optimized_sigmas
+from scorelab.diffusion.schedules import check_sigmas, default_schedule, optimized_sigmas
 
 __all__ = [
     "DDPM",
+    "DEFAULT_NFE",
+    "DEFAULT_SAMPLER",
     "EDM",
     "INPAINT_METHODS",
     "OBJECTIVES",
@@ -77,10 +87,12 @@ __all__ = [
     "ClassifierFreeGuidance",
     "ClassifierGuidance",
     "DataPrior",
+    "Flow",
     "Inpainter",
     "Process",
     "SampleResult",
     "SubVP",
+    "annealed_budget",
     "annealed_langevin",
     "as_denoiser",
     "bits_per_dim",
@@ -89,6 +101,7 @@ __all__ = [
     "ddpm",
     "ddpm_alphas_cumprod",
     "ddpm_loss",
+    "default_schedule",
     "default_sigmas",
     "dpmpp_2m",
     "dpmpp_3m",
@@ -98,6 +111,8 @@ __all__ = [
     "esm_loss",
     "euler",
     "euler_maruyama",
+    "flow_matching_loss",
+    "flow_velocity",
     "heun",
     "ipndm",
     "ism_loss",
@@ -108,8 +123,10 @@ __all__ = [
     "nats_to_bits_per_dim",
     "ncsn_loss",
     "optimized_sigmas",
+    "ot_coupling",
     "predictor_corrector",
     "rk45",
+    "rk45_tolerance",
     "sample",
     "ssm_loss",
     "steps_for_nfe",

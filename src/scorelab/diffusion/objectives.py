@@ -27,11 +27,13 @@ def _per_example(t: Tensor) -> Tensor:
 
 
 def weighted_denoising_loss(
-    model: Callable, x: Tensor, sigma: Tensor, weight: Tensor, generator=None, cond=None
-) -> Tensor:
+    model: Callable, x: Tensor, sigma: Tensor, weight: Tensor, generator=None, cond=None,
+    noise: Tensor | None = None,
+) -> Tensor:  # fmt: skip
     """``mean_i weight_i ||D(x_i + sigma_i n_i, sigma_i) - x_i||^2`` with ``sigma``, ``weight``
-    ``[batch]`` (Vincent 2011; Karras et al. 2022, eq. 2)."""
-    n = randn(tuple(x.shape), generator, x.dtype, x.device)
+    ``[batch]`` (Vincent 2011; Karras et al. 2022, eq. 2); ``n`` is ``noise`` if given (a
+    coupling chose it), else drawn from ``N(0, I)``."""
+    n = randn(tuple(x.shape), generator, x.dtype, x.device) if noise is None else noise
     noisy = x + append_dims(sigma, x.ndim) * n
     return (weight * _per_example((model(noisy, sigma, cond) - x) ** 2)).mean()
 
@@ -72,6 +74,74 @@ def edm_loss(model, x, *, sigma_data: float = 0.5, p_mean: float = -1.2, p_std: 
     s = torch.exp(p_mean + p_std * randn((x.shape[0],), generator, x.dtype, x.device))
     weight = (s**2 + sigma_data**2) / (s * sigma_data) ** 2
     return weighted_denoising_loss(model, x, s, weight, generator, cond)
+
+
+# -- flow matching: the linear path in sigma-space -----------------------------------------
+TIME_SAMPLINGS = ("uniform", "logit_normal")
+COUPLINGS = ("independent", "ot", "paired")
+_T_EPS = 1e-5  # t is kept in [eps, 1 - eps]: sigma = t / (1 - t) must be finite and > 0
+
+
+def ot_coupling(x: Tensor, noise: Tensor, cond: Tensor | None = None) -> Tensor:
+    """``noise`` reordered so that pairing ``x_i`` with it is the minibatch optimal-transport
+    plan for the squared Euclidean cost (Tong et al. 2023; Pooladian et al. 2023): with equal
+    uniform weights the exact plan is a permutation, found by ``linear_sum_assignment``. With
+    ``cond``, each class is coupled within itself, so every class keeps a Gaussian start."""
+    from scipy.optimize import linear_sum_assignment
+
+    flat_x = x.detach().reshape(x.shape[0], -1).double().cpu()
+    flat_n = noise.detach().reshape(noise.shape[0], -1).double().cpu()
+    rows_all, order = torch.arange(x.shape[0]), torch.empty(x.shape[0], dtype=torch.long)
+    groups = [rows_all] if cond is None else [rows_all[cond.cpu() == c] for c in cond.unique()]
+    for rows in groups:
+        cost = torch.cdist(flat_x[rows], flat_n[rows]).square().numpy()  # [m, m]
+        _, cols = linear_sum_assignment(cost)
+        order[rows] = rows[torch.as_tensor(cols)]
+    return noise[order.to(noise.device)]
+
+
+def flow_matching_loss(model, x, *, time_sampling: str = "uniform", logit_mean: float = 0.0,
+                       logit_std: float = 1.0, coupling: str = "independent", generator=None,
+                       cond=None) -> Tensor:  # fmt: skip
+    """Conditional flow matching on the linear path (Lipman et al. 2023; Liu et al. 2023):
+    ``E_t ||v_theta(x_t, t) - (n - x_0)||^2``, ``x_t = (1 - t) x_0 + t n``.
+
+    In sigma-space ``v_theta = (x_t - D) / t`` and ``n - x_0 = (x_t - x_0) / t``, so this is
+    ``E ||D(x_0 + sigma n, sigma) - x_0||^2 / t^2`` with ``sigma = t / (1 - t)``: the denoising
+    regression with weight ``1 / t^2 = ((1 + sigma) / sigma)^2``, for any parameterization
+    (``velocity`` is the natural one). ``t`` is uniform on (0, 1) or logit-normal,
+    ``logit(t) ~ N(logit_mean, logit_std^2)`` (Esser et al. 2024, eq. 19), which is
+    ``log sigma ~ N(logit_mean, logit_std^2)``. ``coupling``: "independent" draws ``n``
+    afresh; "ot" pairs the batch with its noise by minibatch optimal transport
+    (``ot_coupling``); "paired" takes given pairs, ``x`` ``[batch, 2, *event]`` holding
+    ``(x_0, n)`` (a reflow's sample and the noise it came from, Liu et al. 2023).
+    """
+    if time_sampling not in TIME_SAMPLINGS:
+        raise ValueError(
+            f"unknown time_sampling {time_sampling!r}; choose one of {', '.join(TIME_SAMPLINGS)}"
+        )
+    if coupling not in COUPLINGS:
+        raise ValueError(f"unknown coupling {coupling!r}; choose one of {', '.join(COUPLINGS)}")
+    check_positive(logit_std, "logit_std")
+    if coupling == "paired":
+        if x.ndim < 3 or x.shape[1] != 2:
+            raise ValueError(
+                f"coupling 'paired' needs x of shape [batch, 2, *event] holding (sample, noise) "
+                f"pairs, as scorelab.training.reflow makes; got shape {tuple(x.shape)} (a reflow "
+                f"run continues with scorelab train --resume RUN, or resume_reflow)"
+            )
+        x, noise = x[:, 0], x[:, 1]
+    else:
+        noise = randn(tuple(x.shape), generator, x.dtype, x.device)
+        if coupling == "ot":
+            noise = ot_coupling(x, noise, cond)
+    if time_sampling == "uniform":
+        t = rand((x.shape[0],), generator, x.dtype, x.device)
+    else:
+        z = randn((x.shape[0],), generator, x.dtype, x.device)
+        t = torch.sigmoid(logit_mean + logit_std * z)
+    t = t.clamp(_T_EPS, 1 - _T_EPS)
+    return weighted_denoising_loss(model, x, t / (1 - t), t**-2, generator, cond, noise)
 
 
 # -- score objectives at a fixed sigma ----------------------------------------------------
@@ -151,4 +221,5 @@ OBJECTIVES: dict[str, Callable[..., Tensor]] = {
     "ncsn": ncsn_loss,
     "ddpm": ddpm_loss,
     "edm": edm_loss,
+    "flow_matching": flow_matching_loss,
 }

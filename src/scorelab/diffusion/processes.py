@@ -9,6 +9,7 @@ process only supplies the decreasing sigma sequence for a number of steps and th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -250,17 +251,84 @@ class DDPM(Process):
         return math.sqrt(self.sigma_max**2 + 1)
 
 
+@dataclass
+class Flow(Process):
+    """The linear (rectified-flow / flow-matching) path ``x_t = (1 - t) x_0 + t n`` (Liu et al.
+    2023; Lipman et al. 2023): ``s(t) = 1 - t``, ``sigma(t) = t / (1 - t)``, ``t = sigma /
+    (1 + sigma)``. ``sigmas(N)`` is uniform in ``t``: with ``spacing="trailing"`` the ``N``
+    levels from ``t_max`` to ``t_min`` (the endpoints included, as every process here and
+    diffusers' FlowMatchEulerDiscreteScheduler), with ``spacing="linspace"`` the ``N`` highest
+    of ``N + 1`` evenly spaced times from ``t_max`` to 0, ``t_i = t_max (1 - i / N)`` (Liu et
+    al.'s Euler grid: no step spent near ``t = 0``, the choice for 1 to 8 steps). Each is
+    mapped through SD3's resolution shift ``t' = shift t / (1 + (shift - 1) t)`` (Esser et al.
+    2024, eq. 23), which in sigma-space is ``sigma' = shift sigma``.
+
+    Euler on these levels in sigma-space is Euler on ``x_t`` in ``t`` with the velocity
+    ``v = (x_t - D) / t``: ``x_{t'} = x_t + (t' - t) v`` (tested). ``t = 1`` is ``sigma = inf``,
+    so sampling starts at ``t_max < 1``, from the prior ``N(0, (sigma_max^2 + 1) I)`` in
+    sigma-space (``x_t`` of unit-variance data); ``sigma_min``/``sigma_max`` are the shifted
+    ``t_min``/``t_max``.
+    """
+
+    t_max: float = 0.999
+    t_min: float = 1e-3
+    shift: float = 1.0
+    spacing: str = "trailing"  # "linspace": t_max (1 - i / N), Liu et al.'s few-step grid
+
+    def __post_init__(self) -> None:
+        check_positive(self.shift, "shift")
+        if not 0 < self.t_min < self.t_max < 1:
+            raise ValueError(
+                f"flow times need 0 < t_min < t_max < 1 (t = 1 is sigma = inf); got t_min "
+                f"{self.t_min}, t_max {self.t_max}"
+            )
+        if self.spacing not in ("trailing", "linspace"):
+            raise ValueError(f"spacing must be 'trailing' or 'linspace'; got {self.spacing!r}")
+        self.sigma_min = self.shift * self.t_min / (1 - self.t_min)
+        self.sigma_max = self.shift * self.t_max / (1 - self.t_max)
+
+    def sigma(self, t: Tensor) -> Tensor:
+        return t / (1 - t)
+
+    def scale(self, t: Tensor) -> Tensor:
+        return 1 - t
+
+    def sigma_inverse(self, sigma: Tensor) -> Tensor:
+        return 1 / (1 + 1 / sigma)  # sigma / (1 + sigma), also at sigma = 0 and inf
+
+    def sigmas(self, steps: int, dtype: torch.dtype = torch.float64) -> Tensor:
+        _check_steps(steps)
+        if self.spacing == "linspace":  # N of N + 1 evenly spaced times, none at t = 0
+            u = self.t_max * (1 - torch.arange(steps, dtype=torch.float64) / steps)
+        else:
+            u = torch.linspace(self.t_max, self.t_min, steps, dtype=torch.float64)
+        return _append_zero(self.shift * u / (1 - u)).to(dtype)  # shifted: sigma' = shift sigma
+
+    def prior_std(self) -> float:
+        return math.sqrt(self.sigma_max**2 + 1)
+
+
+def flow_velocity(denoiser: Callable[[Tensor, Tensor], Tensor], x_t: Tensor, t: Tensor) -> Tensor:
+    """The flow's velocity ``v(x_t, t) = E[n - x_0 | x_t] = (x_t - D(x_t / (1 - t), t / (1 - t)))
+    / t`` from a sigma-space denoiser (``x_t`` in flow coordinates, ``t`` ``[batch]`` in (0, 1));
+    with a known density's exact ``denoise`` this is the exact velocity field."""
+    t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device).expand(x_t.shape[0])
+    s = t.reshape((-1,) + (1,) * (x_t.ndim - 1))
+    return (x_t - denoiser(x_t / (1 - s), t / (1 - t))) / s
+
+
 PROCESSES: dict[str, type[Process]] = {
     "ve": VE,
     "edm": EDM,
     "vp": VP,
     "subvp": SubVP,
     "ddpm": DDPM,
+    "flow": Flow,
 }
 
 
 def make_process(name: str, **params: float) -> Process:
-    """Build a named process ("ve", "edm", "vp", "subvp", "ddpm") with keyword parameters."""
+    """Build a named process (a key of ``PROCESSES``) with keyword parameters."""
     if name not in PROCESSES:
         raise ValueError(f"unknown process {name!r}; choose one of {', '.join(PROCESSES)}")
     return PROCESSES[name](**params)

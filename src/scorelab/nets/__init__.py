@@ -20,6 +20,7 @@ from scorelab.nets.denoisers import (
     EpsDenoiser,
     Preconditioning,
     ScoreDenoiser,
+    VelocityDenoiser,
     build,
     from_config,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "Preconditioning",
     "ScoreDenoiser",
     "UNet",
+    "VelocityDenoiser",
     "build",
     "from_config",
     "num_parameters",

@@ -1,7 +1,8 @@
 """Wrappers that turn a raw network ``F(x_in, c_noise, cond)`` into a denoiser.
 
-Whatever the network predicts inside (a score, the noise, the clean data, an energy), every
-wrapper exposes the one contract of the library (sigma-space, ``x = x_0 + sigma n``):
+Whatever the network predicts inside (a score, the noise, the clean data, an energy, a
+velocity), every wrapper exposes the one contract of the library (sigma-space,
+``x = x_0 + sigma n``):
 
 - ``D(x, sigma, cond=None)``: the denoised estimate ``E[x_0 | x]``, shaped like ``x``;
 - ``.score(x, sigma, cond=None) = (D - x) / sigma^2``: the score of the smoothed density (Tweedie).
@@ -219,6 +220,35 @@ class EDMDenoiser(_Preconditioned):
         return {"sigma_data": self.sigma_data}
 
 
+class VelocityDenoiser(_Preconditioned):
+    """Velocity prediction on the linear path ``x_t = (1 - t) x_0 + t n`` (rectified flow, Liu
+    et al. 2023; flow matching, Lipman et al. 2023): the network gives ``v = n - x_0`` from
+    ``x_t`` and the time, and ``D = x_t - t F``.
+
+    In sigma-space ``x = x_0 + sigma n = x_t / (1 - t)`` with ``t = sigma / (1 + sigma)``, so
+    ``c_in = 1 / (1 + sigma)`` (the input is ``x_t``), ``c_skip = 1 / (1 + sigma)``, ``c_out =
+    -sigma / (1 + sigma) = -t``; conversely ``v = (x_t - D) / t`` and the score is
+    ``(D - x) / sigma^2``. ``c_noise = log(sigma) / 4 = logit(t) / 4`` as for every wrapper.
+    """
+
+    name: ClassVar[str] = "velocity"
+
+    def _coefficients(self, sigma: Tensor) -> Preconditioning:
+        c = (1 + sigma).reciprocal()
+        return Preconditioning(c, -sigma * c, c, self.c_noise(sigma))
+
+    def velocity(self, x_t: Tensor, t: float | Tensor, cond: Tensor | None = None) -> Tensor:
+        """The network's velocity ``F(x_t, c_noise(t / (1 - t)))``, ``x_t`` in flow coordinates
+        and ``t`` in (0, 1) (a number or ``[batch]``)."""
+        x_t = check_x(x_t)
+        t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device)
+        if not ((t > 0) & (t < 1)).all():
+            raise ValueError(f"t must lie in (0, 1) (t = 1 is pure noise, sigma = inf); got {t}")
+        sigma = _check_sigma(t / (1 - t), x_t)
+        out, _ = self._net(x_t * append_dims(1 + sigma, x_t.ndim), sigma, cond)  # c_in x = x_t
+        return out
+
+
 class EnergyDenoiser(Denoiser):
     """A conservative model: ``score = -grad_x u(x, sigma)`` by autograd, with the energy
     ``u = |x|^2 / (2 (sigma^2 + sd^2)) + (sd / sigma) phi(c_in x, c_noise, cond)``.
@@ -305,6 +335,7 @@ PARAMETERIZATIONS: dict[str, type[Denoiser]] = {
     "energy": EnergyDenoiser,
     "eps": EpsDenoiser,
     "edm": EDMDenoiser,
+    "velocity": VelocityDenoiser,
 }
 
 
