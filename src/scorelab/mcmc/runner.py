@@ -8,8 +8,10 @@ carries the chains' state and the per-chain dual-averaging state; a per-transiti
 whether the step size still adapts, so warm-up and sampling share one graph. With
 ``compile=True`` a block is one ``torch.compile``-d call (``torch``'s ``scan`` over the same
 step function, no graph breaks); with ``compile=False`` the same block code runs eagerly, so a
-seed gives the same chains either way. The mass matrix is re-estimated between blocks and
-enters as a tensor (no recompilation). Kernels that are not ``compilable`` (NUTS), warm-ups
+seed gives the same chains either way: bit for bit when all chains share one fixed step size,
+to rounding otherwise (ATen's vectorized float64 ``sqrt``, ``exp`` and Inductor's differ in the
+last bit for some inputs). The mass matrix is re-estimated between blocks and
+enters as a tensor (no recompilation). Kernels that are not ``compilable`` (ChEES), warm-ups
 with a kernel ``adapter`` and ``step_schedule`` runs go one transition at a time instead.
 """
 
@@ -188,7 +190,11 @@ class MCMCResult:
             head += f" ({self.compile_time:.1f} s compiling)"
         if div:
             bad = ", ".join(str(i) for i in self.divergences.nonzero()[:, 0].tolist()[:10])
-            head += f"\nWARNING: {div} divergent transitions (chains {bad}): lower the step size"
+            head += (
+                f"\nWARNING: {div} divergent transitions (chains {bad}): the step is too large "
+                "where the target is stiff; raise target_accept (e.g. 0.95; CLI --target-accept) "
+                "or pass a smaller step_size"
+            )
         stuck = self.stuck_chains()
         if stuck:
             shown = ", ".join(
@@ -297,6 +303,7 @@ def sample(
     steps: int = 1000,
     warmup: int = 500,
     step_size: float | Tensor | None = None,
+    step_jitter: float | None = None,
     init: Tensor | None = None,
     dim: int | None = None,
     n_leapfrog: int = 10,
@@ -325,6 +332,10 @@ def sample(
             documented stand-in). Per-chain adaptation (each chain tunes its own step, as
             Stan's chains do) lets a chain that starts in a stiff region shrink its step and
             leave instead of diverging forever. "random_walk" and "sgld" need ``step_size``.
+        step_jitter: after warm-up (or throughout, with a fixed ``step_size``) each chain's
+            step is multiplied by a fresh ``u ~ U(1 - step_jitter, 1 + step_jitter)`` every
+            transition (Neal 2011, sec. 5.4.2.3), which with a fixed ``n_leapfrog`` also varies
+            the trajectory length. ``None``: the kernel's default (``Kernel.step_jitter``).
         inv_mass: a fixed inverse mass matrix for Hamiltonian kernels, ``[dim]`` (diagonal) or
             ``[dim, dim]`` (dense); no mass adaptation then.
         adapt_mass: Hamiltonian kernels: "diag" (default; True means the same), "dense" (full
@@ -372,6 +383,10 @@ def sample(
         )
     device = torch.device(device or (init.device if isinstance(init, Tensor) else "cpu"))
     fixed_h = _step_sizes(step_size, chains, dtype, device)
+    jitter = k.step_jitter if step_jitter is None else step_jitter
+    if not (isinstance(jitter, float | int) and not isinstance(jitter, bool) and 0 <= jitter < 1):
+        raise ValueError(f"step_jitter must be a number in [0, 1); got {step_jitter!r}")
+    jitter = float(jitter)
     if fixed_h is None and k.target_accept is None:
         raise ValueError(f"kernel {kernel!r} has no acceptance rate to tune; pass step_size=")
     if kernel == "sgld" and step_schedule is None:
@@ -415,8 +430,16 @@ def sample(
     total = warmup + steps
     bar = progress_counter(total, kernel, show=progress)
     if compile == "auto":
-        compile = total * params.get("n_leapfrog", 1) >= AUTO_COMPILE_WORK
-    engine = _BlockEngine(target, block_size, compile)
+        # NUTS's leaves per transition are unknown up front: 2^(max_tree_depth / 2) (32 at
+        # depth 10) as its estimate; measured break-even 30k-60k leaves (eager 0.6-1.3 ms a
+        # leaf at 64 chains, compiled 0.2-0.3 ms, compile 60-130 s at load 12). Not above 128
+        # chains: at 1024 chains (100-D Gaussian) a compiled block ran 1.1 s a transition
+        # against 0.55 s for the earlier gathered eager code, after a 700 s compile (H4, #16)
+        per = 1
+        if kernel == "nuts":
+            per = 2 ** (params.get("max_tree_depth", 10) // 2) if chains <= 128 else 0
+        compile = total * params.get("n_leapfrog", per) >= AUTO_COMPILE_WORK
+    engine = _BlockEngine(target, block_size, compile, jitter)
     t = 0
     while t < total:
         warm = t < warmup
@@ -439,7 +462,7 @@ def sample(
                 h_over = torch.full((chains,), step_schedule(t, h_now), dtype=dtype, device=device)
             old = state
             state, da, ys, info = _transition(
-                used, target, run_params, state, da, flag[0], generator, h_over
+                used, target, run_params, state, da, flag[0], generator, h_over, jitter
             )
             ys = (*(y.unsqueeze(0) for y in ys[:6]), {n: v[None] for n, v in ys[6].items()})
             if adapter is not None and warm:
@@ -509,15 +532,22 @@ def _transition(
     adapting: Tensor,
     generator,
     h: Tensor | None = None,
+    jitter: float = 0.0,
 ) -> tuple[State, DAState, tuple, Info]:
     """One transition of every chain with per-chain step sizes from the dual-averaging state
     (``h`` overrides them), then one adaptation update where ``adapting`` (a bool scalar).
+    With ``jitter`` ``j > 0`` each chain's step is multiplied by ``u ~ U(1 - j, 1 + j)`` where
+    not ``adapting`` (Neal 2011, sec. 5.4.2.3; Stan's ``stepsize_jitter``); the ``[chains]``
+    uniforms are drawn in every transition, so the draws' shapes stay fixed.
 
     Unadjusted kernels' diverged chains are set back to where they were (the runner raises
     after warm-up). Returns the new state, the new adaptation state, the per-chain outputs
     ``(x, accepted, accept_prob, diverged, step size, grad evals, extra)`` and the ``Info``.
     """
     h = da_step_size(da, adapting) if h is None else h
+    if jitter:
+        u = rand(h.shape, generator, h.dtype, h.device)
+        h = h * torch.where(adapting, 1.0, 1.0 + jitter * (2.0 * u - 1.0))
     new, info = k.step(target, state, h, generator, **params)
     if not k.adjusted:
         bad = info.diverged
@@ -547,8 +577,8 @@ class _BlockEngine:
     """Runs blocks of transitions of one kernel: random numbers pre-drawn per block, the block
     executed eagerly or as one compiled ``scan`` call."""
 
-    def __init__(self, target: Density, block: int, compile: bool):
-        self.target, self.block, self.mode = target, block, compile
+    def __init__(self, target: Density, block: int, compile: bool, jitter: float = 0.0):
+        self.target, self.block, self.mode, self.jitter = target, block, compile, jitter
         self.calls: list[tuple[str, tuple[int, ...], torch.dtype]] | None = None
         self.compiled: Callable | None = None
         self.compile_time, self.used_compiled = 0.0, False
@@ -563,7 +593,9 @@ class _BlockEngine:
             scratch = None
         rec = DrawRecorder(scratch)
         with torch.no_grad():
-            _transition(k, self.target, params, state, da, torch.tensor(False), rec)
+            _transition(
+                k, self.target, params, state, da, torch.tensor(False), rec, None, self.jitter
+            )
         self.calls = rec.calls
 
     def _draws(self, generator, device) -> list[Tensor]:
@@ -590,18 +622,20 @@ class _BlockEngine:
                     fn = _block_scan
                     fresh = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__)
                     self.compiled = torch.compile(fresh, fullgraph=True, dynamic=False)
-                carry, ys = self.compiled(k, self.target, params, carry, (draws, flags))
+                xs = (draws, flags)
+                carry, ys = self.compiled(k, self.target, params, self.jitter, carry, xs)
                 if first:
                     self.compile_time = time.perf_counter() - t0
                 self.used_compiled = True
             else:
-                carry, ys = _block_eager(k, self.target, params, carry, (draws, flags))
+                xs = (draws, flags)
+                carry, ys = _block_eager(k, self.target, params, self.jitter, carry, xs)
         self.seconds.append(time.perf_counter() - t0)
         x, lp, score, da_t = carry
         return State(x, lp, score if state.score is not None else None), DAState(*da_t), ys
 
 
-def _block_body(k: Kernel, target: Density, params: dict):
+def _block_body(k: Kernel, target: Density, params: dict, jitter: float):
     """The scan body: one transition fed its pre-drawn numbers and its adaptation flag."""
 
     def body(carry, xs):
@@ -610,7 +644,7 @@ def _block_body(k: Kernel, target: Density, params: dict):
         has_score = score.ndim > 1  # static: the placeholder of scoreless kernels is [0]
         state, da_new, ys, _ = _transition(
             k, target, params, State(x, lp, score if has_score else None), DAState(*da), flag,
-            PreDrawn(draws),
+            PreDrawn(draws), None, jitter,
         )  # fmt: skip
         new_score = state.score if has_score else score.clone()
         return (state.x, state.log_prob, new_score, tuple(da_new)), ys
@@ -618,16 +652,16 @@ def _block_body(k: Kernel, target: Density, params: dict):
     return body
 
 
-def _block_scan(k: Kernel, target: Density, params: dict, carry, xs):
+def _block_scan(k: Kernel, target: Density, params: dict, jitter: float, carry, xs):
     """A block as ``torch``'s ``scan`` higher-order op (compiled as one loop)."""
     from torch._higher_order_ops.scan import scan
 
-    return scan(_block_body(k, target, params), carry, xs)
+    return scan(_block_body(k, target, params, jitter), carry, xs)
 
 
-def _block_eager(k: Kernel, target: Density, params: dict, carry, xs):
+def _block_eager(k: Kernel, target: Density, params: dict, jitter: float, carry, xs):
     """The same block, one transition after the other, eagerly (what ``scan`` computes)."""
-    body = _block_body(k, target, params)
+    body = _block_body(k, target, params, jitter)
     draws, flags = xs
     outs = []
     for i in range(flags.shape[0]):
