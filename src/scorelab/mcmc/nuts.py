@@ -17,15 +17,19 @@ Decomposed as BlackJAX and NumPyro do, each piece a small function tested alone:
   ``O(depth)`` momenta are stored, as NumPyro's iterative ``build_tree``).
 
 Batching: all chains take their leapfrog steps in lock step (every live chain is at the same
-depth and leaf), and a chain whose tree has finished leaves the batch: the live chains are
-gathered into smaller tensors, so a finished chain costs no more gradient evaluations and no
-bookkeeping. ``Info.grad_evals`` holds each chain's real count.
+depth and leaf) in fixed shapes: a chain whose tree has finished is masked (``torch.where``),
+not dropped, as NumPyro's vectorized chains and BlackJAX under ``vmap``; its lanes are still
+computed, but ``Info.grad_evals`` counts each chain's real leaves. Fixed shapes and a table of
+uniforms drawn up front make a transition compilable: one loop body (``_grow`` then
+``_merge``) runs in a Python loop eagerly (``_build_eager``) and in a ``while_loop`` under
+``torch.compile`` (``_build_compiled``), so the runner compiles blocks of NUTS transitions as
+for HMC, with the same draws (tested in tests/mcmc/test_nuts_compiled.py).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -36,6 +40,8 @@ from scorelab.mcmc.kernels import KERNELS, MAX_ENERGY_ERROR, Info, Kernel, State
 from scorelab.mcmc.metric import Metric, as_metric
 
 DEFAULT_MAX_TREE_DEPTH = 10
+# each transition draws a uniform per possible leaf (2^depth per chain): 2^15 is 32,768
+MAX_TREE_DEPTH_LIMIT = 15
 
 
 # -- when it stops ----------------------------------------------------------------------------
@@ -74,7 +80,7 @@ def merge_turning(
     )
 
 
-def checkpoint_levels(leaf: int) -> tuple[int, int]:
+def checkpoint_levels(leaf: int | Tensor) -> tuple[int | Tensor, int | Tensor]:
     """Checkpoint levels ``(lo, hi)`` for leaf ``leaf`` (0-based) of a subtree being built.
 
     An even leaf is stored at level ``hi`` (the number of one bits of ``leaf // 2``); it starts
@@ -83,9 +89,16 @@ def checkpoint_levels(leaf: int) -> tuple[int, int]:
     ``2^j`` started at the leaf stored at level ``hi - j + 1``. Returns ``lo = hi + 1`` (nothing
     to check) for even leaves. As NumPyro's ``_leaf_idx_to_ckpt_idxs``.
     """
-    hi = bin(leaf >> 1).count("1")
-    trailing_ones = (~leaf & (leaf + 1)).bit_length() - 1
+    hi = _popcount(leaf >> 1)
+    trailing_ones = _popcount((~leaf & (leaf + 1)) - 1)  # the lowest zero bit, minus one
     return hi - trailing_ones + 1, hi
+
+
+def _popcount(n: int | Tensor) -> int | Tensor:
+    """The number of one bits of a non-negative int or int64 tensor (< 2^31)."""
+    if isinstance(n, Tensor):
+        return ((n[..., None] >> torch.arange(31, device=n.device)) & 1).sum(-1)
+    return bin(n).count("1")
 
 
 def subtree_turning(
@@ -149,48 +162,60 @@ def biased_progressive(log_w_tree: Tensor, log_w_subtree: Tensor, u: Tensor) -> 
     return torch.log(u) < log_w_subtree - log_w_tree
 
 
+# -- random numbers: drawn up front, so that a transition draws the same shapes every time ----
+
+
+def _uniforms(table: Tensor, stream: str, index: int | Tensor, max_depth: int) -> Tensor:
+    """Row ``index`` of ``stream`` in a transition's table of uniforms ``[rows, chains]``
+    (``_table_rows(max_depth)`` rows, from the user's generator): "leaf" rows ``0 ..
+    2^max_depth - 2`` (the tree's leaves in order), then "direction" and "merge" rows, one
+    per depth (a direction row past the last depth reads the last: it is never used)."""
+    leaves = (1 << max_depth) - 1
+    if stream == "direction":
+        last = max_depth - 1
+        index = min(index, last) if isinstance(index, int) else index.clamp(max=last)
+    row = index + {"leaf": 0, "direction": leaves, "merge": leaves + max_depth}[stream]
+    if isinstance(row, int):
+        return table[row]
+    return table.index_select(0, row.reshape(1))[0]  # a tensor index: no host sync
+
+
+def _table_rows(max_depth: int) -> int:
+    """Uniforms per chain per transition: one per possible leaf, two per depth."""
+    return (1 << max_depth) - 1 + 2 * max_depth
+
+
 # -- how a trajectory grows -------------------------------------------------------------------
 
 
-@dataclass
-class _Live:
-    """Per-chain tensors of the chains still building their trees (row ``i`` is chain
-    ``ids[i]``). ``keep`` drops the finished ones from every tensor at once."""
+class _Tree(NamedTuple):
+    """Every chain's trajectory so far, in fixed shapes (chains that finished are masked, not
+    dropped), so that one loop body serves the eager and the compiled loop."""
 
-    ids: Tensor
-    h: Tensor  # step size
-    h0: Tensor  # the Hamiltonian at the start
+    live: Tensor  # [chains] bool: still building its tree
     accept_sum: Tensor  # sum over leaves of min(1, exp(H0 - H))
+    n_leaf: Tensor  # [chains] long: leapfrog steps taken (the real gradient count)
+    depth: Tensor  # [chains] long: the tree depth it ended with
+    diverged: Tensor  # [chains] bool
     log_w: Tensor  # log of the tree's total weight
     rho: Tensor  # the tree's momentum sum
-    # the tree's current pick and its two ends (0: backward end, 1: forward end)
+    # the tree's pick and its two ends: (x, log p, score, p) each
     pick: tuple[Tensor, Tensor, Tensor, Tensor]
     back: tuple[Tensor, Tensor, Tensor, Tensor]
     front: tuple[Tensor, Tensor, Tensor, Tensor]
-
-    def keep(self, mask: Tensor) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            setattr(self, f.name, tuple(t[mask] for t in v) if isinstance(v, tuple) else v[mask])
-
-
-@dataclass
-class _Subtree:
-    """The subtree being built: current leaf, its own pick and weight, and the checkpoints."""
-
-    forward: Tensor  # [chains] bool: direction
-    leaf: tuple[Tensor, Tensor, Tensor, Tensor]  # x, log p, score, p of the latest leaf
-    pick: tuple[Tensor, Tensor, Tensor, Tensor]
-    log_w: Tensor
-    rho: Tensor  # momentum sum of the leaves so far
-    ck: tuple[Tensor, Tensor, Tensor]  # [chains, levels, dim]: see subtree_turning
-
-    def keep(self, mask: Tensor) -> None:
-        _Live.keep(self, mask)  # type: ignore[arg-type]
+    # the subtree being built: direction, latest leaf, its own pick, weight, momentum sum and
+    # checkpoints ([chains, levels, dim] each, see subtree_turning)
+    forward: Tensor
+    leaf: tuple[Tensor, Tensor, Tensor, Tensor]
+    sub_pick: tuple[Tensor, Tensor, Tensor, Tensor]
+    sub_log_w: Tensor
+    sub_rho: Tensor
+    ck: tuple[Tensor, Tensor, Tensor]
 
 
 def _where(mask: Tensor, a: tuple[Tensor, ...], b: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    """Per chain: ``a`` where ``mask``, else ``b`` (tuples of [chains] or [chains, dim])."""
+    """Per chain: ``a`` where ``mask`` (``[chains]`` or a scalar), else ``b`` (tuples of
+    ``[chains, ...]`` tensors)."""
     return tuple(
         torch.where(mask.view(-1, *([1] * (s.ndim - 1))), s, t) for s, t in zip(a, b, strict=True)
     )
@@ -207,15 +232,16 @@ def _add_leaf(
     rho: Tensor,
     p_prev: Tensor,
     ck: tuple[Tensor, Tensor, Tensor],
-    lo: int,
-    hi: int,
-    store: int,
+    lo: int | Tensor,
+    hi: int | Tensor,
+    store: int | Tensor,
 ):
     """The bookkeeping of one new leaf ``point = (x, log p, score, p)`` of a subtree: its
     energy and weight, the acceptance statistic, the multinomial pick, the checkpoints and the
     U-turn and divergence checks; the leaf is stored at checkpoint level ``store`` (-1: not
-    stored). Returns the updated values and ``stop`` (diverged or turned) and ``diverged``,
-    ``[chains]``.
+    stored). ``lo``, ``hi``, ``store``: ints (eager: levels outside ``lo..hi`` are skipped) or
+    scalar tensors (compiled: every level, masked; the same values). Returns the updated values
+    and ``stop`` (diverged or turned) and ``diverged``, ``[chains]``.
     """
     energy = torch.nan_to_num(metric.kinetic(point[3]) - point[1], nan=math.inf)
     log_w = h0 - energy
@@ -224,17 +250,156 @@ def _add_leaf(
     take, log_w_sum = uniform_progressive(log_w_sum, log_w, u)
     pick = _where(take, point, pick)
     p = point[3]
-    if store >= 0:  # an even leaf: it may start subtrees
+    ints = not isinstance(lo, Tensor)
+    if not (ints and store < 0):  # an even leaf: it may start subtrees
         at = (torch.arange(ck[0].shape[1], device=p.device) == store)[None, :, None]
         ck = tuple(
             torch.where(at, v[:, None], c) for v, c in zip((rho, p, p_prev), ck, strict=True)
         )
-    if lo > hi:  # no subtree ends at an even leaf
+    if ints and lo > hi:  # no subtree ends at an even leaf
         turned = torch.zeros_like(diverged)
-    else:  # levels lo..hi, and hi + 1 as the split of level hi's subtree (if stored)
+    elif ints:  # levels lo..hi, and hi + 1 as the split of level hi's subtree (if stored)
         window = tuple(c[:, lo : hi + 2] for c in ck)
         turned = subtree_turning(metric, 0, hi - lo, *window, rho, p, p_prev)
+    else:
+        turned = subtree_turning(metric, lo, hi, *ck, rho, p, p_prev)
     return accept_sum, log_w_sum, pick, rho + p, ck, diverged | turned, diverged
+
+
+def _grow(
+    target: Density,
+    metric: Metric,
+    h: Tensor,
+    h0: Tensor,
+    t: _Tree,
+    depth: int | Tensor,
+    leaf: int | Tensor,
+    u: Tensor,
+) -> _Tree:
+    """Leaf ``leaf`` of the current subtree (of ``2^depth`` leaves), for every live chain: one
+    leapfrog step from the latest leaf in the subtree's direction, then its bookkeeping
+    (``_add_leaf``); a chain whose subtree turns or diverges ends with the tree's pick so far.
+    ``u`` ``[chains]`` uniform."""
+    x, lp, score, p = t.leaf
+    new, p_new = leapfrog(target, State(x, lp, score), p, torch.where(t.forward, h, -h), metric, 1)
+    point = (new.x, new.log_prob, new.score, p_new)
+    lo, hi = checkpoint_levels(leaf)
+    store = hi if isinstance(leaf, int) and leaf % 2 == 0 else -1
+    if isinstance(leaf, Tensor):
+        store = torch.where(leaf % 2 == 0, hi, -1)
+    accept_sum, log_w, pick, rho, ck, stop, diverged = _add_leaf(
+        metric, h0, t.accept_sum, t.sub_log_w, t.sub_pick, point, u, t.sub_rho, p, t.ck, lo, hi,
+        store,
+    )  # fmt: skip
+    live = t.live
+    stop = live & stop
+    return t._replace(
+        live=live & ~stop,
+        accept_sum=torch.where(live, accept_sum, t.accept_sum),
+        n_leaf=t.n_leaf + live.long(),
+        depth=torch.where(stop, depth, t.depth),
+        diverged=t.diverged | (stop & diverged),
+        # the subtree's values of a finished chain are never read again: not masked
+        leaf=point,
+        sub_pick=pick,
+        sub_log_w=log_w,
+        sub_rho=rho,
+        ck=ck,
+    )
+
+
+def _merge(
+    metric: Metric, table: Tensor, max_depth: int, t: _Tree, depth: int | Tensor, complete
+) -> _Tree:
+    """Where the subtree of ``2^depth`` leaves is ``complete`` (a bool, or a bool tensor in the
+    compiled loop, which runs this after every leaf): join it to the tree (its pick replaces
+    the tree's with probability ``min(1, W_new / W_old)``), stop the chains whose joined tree
+    turned or reached ``max_depth``, and start the next subtree in a fresh random direction."""
+    complete = torch.as_tensor(complete, device=t.live.device)
+    m = t.live & complete
+    take = biased_progressive(t.log_w, t.sub_log_w, _uniforms(table, "merge", depth, max_depth))
+    fwd = t.forward
+    p_out = torch.where(fwd[:, None], t.back[3], t.front[3])  # the end left behind
+    p_in = torch.where(fwd[:, None], t.front[3], t.back[3])  # where the subtree began
+    first_p = t.ck[1][:, 0]  # level 0 holds the subtree's first leaf
+    turned = merge_turning(metric, p_out, p_in, t.rho, first_p, t.leaf[3], t.sub_rho)
+    stop = m & (turned | (depth + 1 >= max_depth))
+    front = _where(m & fwd, t.leaf, t.front)
+    back = _where(m & ~fwd, t.leaf, t.back)
+    forward = _uniforms(table, "direction", depth + 1, max_depth) < 0.5
+    edge = _where(forward, front, back)
+    return t._replace(
+        live=t.live & ~stop,
+        depth=torch.where(stop, depth + 1, t.depth),
+        log_w=torch.where(m, torch.logaddexp(t.log_w, t.sub_log_w), t.log_w),
+        rho=torch.where(m[:, None], t.rho + t.sub_rho, t.rho),
+        pick=_where(m & take, t.sub_pick, t.pick),
+        back=back,
+        front=front,
+        # the next subtree (reset wherever a subtree completed; unused by finished chains)
+        forward=torch.where(complete, forward, fwd),
+        leaf=_where(complete, edge, t.leaf),
+        sub_pick=_where(complete, edge, t.sub_pick),  # replaced at its first leaf
+        sub_log_w=torch.where(complete, -math.inf, t.sub_log_w),
+        sub_rho=torch.where(complete, 0.0, t.sub_rho),
+        # ck is not reset: a subtree reads only the levels it wrote (see checkpoint_levels)
+    )
+
+
+def _build_eager(target, metric, h, h0, table, max_depth: int, t: _Tree) -> _Tree:
+    """The trajectory loop in Python: subtree by subtree, leaf by leaf, until no chain is
+    live (one host sync a leaf)."""
+    for depth in range(max_depth):
+        size = 1 << depth
+        for leaf in range(size):
+            t = _grow(target, metric, h, h0, t, depth, leaf, table[size - 1 + leaf])
+            if not t.live.any():
+                return t
+        t = _merge(metric, table, max_depth, t, depth, True)
+        if not t.live.any():
+            break
+    return t
+
+
+def _iteration(target, metric, h, h0, table, max_depth: int, depth: Tensor, leaf: Tensor, t):
+    """One iteration of the compiled loop: leaf ``leaf`` of the subtree of ``2^depth`` leaves
+    for every live chain, then ``_merge`` where that completes the subtree. Returns the next
+    ``(depth, leaf)`` (scalar tensors) and the tree."""
+    size = torch.bitwise_left_shift(torch.ones_like(depth), depth)
+    u = _uniforms(table, "leaf", size - 1 + leaf, max_depth)
+    t = _grow(target, metric, h, h0, t, depth, leaf, u)
+    complete = leaf == size - 1
+    t = _merge(metric, table, max_depth, t, depth, complete)
+    return depth + complete.long(), torch.where(complete, 0, leaf + 1), t
+
+
+def _build_compiled(target, metric, h, h0, table, max_depth: int, t: _Tree) -> _Tree:
+    """The same loop as one ``torch``'s ``while_loop`` (traced inside ``torch.compile``): one
+    leaf of every live chain per iteration, ``_merge`` masked to the iterations that complete
+    a subtree; no host sync until every chain has finished."""
+    from torch._higher_order_ops.while_loop import while_loop
+    from torch.utils._pytree import tree_flatten, tree_unflatten
+
+    flat, spec = tree_flatten(t)
+
+    def cond(depth, leaf, *flat):
+        return tree_unflatten(list(flat), spec).live.any()
+
+    def body(depth, leaf, *flat):
+        t = tree_unflatten(list(flat), spec)
+        depth, leaf, t = _iteration(target, metric, h, h0, table, max_depth, depth, leaf, t)
+        out = [depth, leaf, *tree_flatten(t)[0]]
+        # while_loop's outputs may alias neither its inputs nor each other
+        seen = [depth, leaf, *flat]
+        for i, o in enumerate(out):
+            if any(o is s for s in seen):
+                out[i] = o.clone()
+            seen.append(out[i])
+        return tuple(out)
+
+    zero = torch.zeros((), dtype=torch.long, device=t.live.device)
+    out = while_loop(cond, body, (zero, zero.clone(), *[v.clone() for v in flat]))
+    return tree_unflatten(list(out[2:]), spec)
 
 
 def nuts_step(
@@ -255,120 +420,71 @@ def nuts_step(
     statistic, the mean of ``min(1, exp(H0 - H))`` over every leaf built (dual averaging tunes
     it to 0.8); ``Info.extra`` holds ``energy`` (``H`` at the draw, for E-BFMI), ``tree_depth``
     and ``n_leapfrog``, each ``[chains]``.
+
+    Random numbers: the momenta and a table of uniforms for every leaf, direction and merge a
+    tree of ``max_tree_depth`` could need (``[2^max_tree_depth - 1 + 2 max_tree_depth,
+    chains]``) come from ``generator`` up front, so a transition draws the same shapes however
+    its trees grow (the runner can pre-draw them and compile blocks of transitions). Traced
+    by ``torch.compile``, the loop over leaves is a ``while_loop`` (``_build_compiled``);
+    eagerly, a Python loop (``_build_eager``); both run the same ``_grow`` and ``_merge`` on
+    the same numbers.
     """
     if not isinstance(max_tree_depth, int) or isinstance(max_tree_depth, bool):
         raise ValueError(f"max_tree_depth must be an int >= 1; got {max_tree_depth!r}")
-    if not 1 <= max_tree_depth <= 30:
-        raise ValueError(f"max_tree_depth must be between 1 and 30; got {max_tree_depth}")
+    if not 1 <= max_tree_depth <= MAX_TREE_DEPTH_LIMIT:
+        raise ValueError(
+            f"max_tree_depth must be between 1 and {MAX_TREE_DEPTH_LIMIT}; got {max_tree_depth} "
+            f"(a transition draws 2^max_tree_depth uniforms per chain up front)"
+        )
     if state.score is None:
         raise ValueError("NUTS needs the score: build the state with kernels.init(target, x)")
     metric = as_metric(inv_mass, state.x)
     x0 = state.x
     chains, dim = x0.shape
     dtype, device = x0.dtype, x0.device
-    h = torch.as_tensor(step_size, dtype=dtype, device=device).expand(chains).clone()
+    h = torch.as_tensor(step_size, dtype=dtype, device=device).expand(chains)
     p0 = metric.momentum(x0, generator)
+    table = rand((_table_rows(max_tree_depth), chains), generator, dtype, device)
     h0 = metric.kinetic(p0) - state.log_prob
-    start = (x0, state.log_prob, state.score, p0)
 
-    # what each chain ends with, written as it finishes
-    out = [t.clone() for t in start]
-    depth_out = torch.zeros(chains, dtype=torch.long, device=device)
-    steps_out = torch.zeros(chains, dtype=torch.long, device=device)
-    accept_out = torch.zeros(chains, dtype=dtype, device=device)
-    diverged_out = torch.zeros(chains, dtype=torch.bool, device=device)
-
-    live = _Live(
-        ids=torch.arange(chains, device=device),
-        h=h,
-        h0=h0,
-        accept_sum=torch.zeros(chains, dtype=dtype, device=device),
-        log_w=torch.zeros(chains, dtype=dtype, device=device),  # the start has weight exp(0)
-        rho=p0.clone(),
-        pick=start,
-        back=start,
-        front=start,
-    )
-
-    def finish(done: Tensor, depth: int, steps: int, diverged: Tensor | None = None) -> None:
-        ids = live.ids[done]
-        for o, v in zip(out, live.pick, strict=True):
-            o[ids] = v[done]
-        depth_out[ids] = depth
-        steps_out[ids] = steps
-        accept_out[ids] = live.accept_sum[done] / steps
-        if diverged is not None:
-            diverged_out[ids] = diverged[done]
+    def start():  # fresh tensors per field: the loop's carried values must not alias
+        return (x0.clone(), state.log_prob.clone(), state.score.clone(), p0.clone())
 
     levels = max(max_tree_depth - 1, 1)  # checkpoints: a subtree of 2^d leaves needs d levels
-    for depth in range(max_tree_depth):
-        n_live = live.ids.shape[0]
-        forward = rand((n_live,), generator, dtype, device) < 0.5
-        edge = _where(forward, live.front, live.back)
-        zeros = [torch.zeros(n_live, levels, dim, dtype=dtype, device=device) for _ in range(3)]
-        sub = _Subtree(
-            forward=forward,
-            leaf=edge,
-            pick=tuple(t.clone() for t in edge),  # replaced at the first leaf; no aliasing
-            log_w=torch.full((n_live,), -math.inf, dtype=dtype, device=device),
-            rho=torch.zeros_like(edge[3]),
-            ck=tuple(zeros),
-        )
-        size = 1 << depth
-        for leaf in range(size):
-            u = rand((n_live,), generator, dtype, device)
-            lo, hi = checkpoint_levels(leaf)
-            # one leapfrog step from the latest leaf in each chain's direction, then its
-            # bookkeeping (the leaf stepped from is the previous one)
-            x, lp, score, p = sub.leaf
-            hs = torch.where(sub.forward, live.h, -live.h)
-            new, p_new = leapfrog(target, State(x, lp, score), p, hs, metric, 1)
-            point = (new.x, new.log_prob, new.score, p_new)
-            live.accept_sum, sub.log_w, sub.pick, sub.rho, sub.ck, stop, diverged = _add_leaf(
-                metric, live.h0, live.accept_sum, sub.log_w, sub.pick, point, u, sub.rho, p,
-                sub.ck, lo, hi, hi if leaf % 2 == 0 else -1,
-            )  # fmt: skip
-            sub.leaf = point
-            if stop.any():  # discard the subtree: the chain ends with the tree's pick so far
-                finish(stop, depth, size + leaf, diverged)
-                keep = ~stop
-                live.keep(keep)
-                sub.keep(keep)
-                n_live = live.ids.shape[0]
-                if n_live == 0:
-                    break
-        if n_live == 0:
-            break
-        # merge: the subtree's pick replaces the tree's with probability min(1, W_new / W_old)
-        u = rand((n_live,), generator, dtype, device)
-        live.pick = _where(biased_progressive(live.log_w, sub.log_w, u), sub.pick, live.pick)
-        live.log_w = torch.logaddexp(live.log_w, sub.log_w)
-        fwd = sub.forward
-        p_out = torch.where(fwd[:, None], live.back[3], live.front[3])  # the end left behind
-        p_in = torch.where(fwd[:, None], live.front[3], live.back[3])  # where the subtree began
-        first_p = sub.ck[1][:, 0]  # level 0 holds the subtree's first leaf
-        turned = merge_turning(metric, p_out, p_in, live.rho, first_p, sub.leaf[3], sub.rho)
-        live.rho = live.rho + sub.rho
-        live.front = _where(fwd, sub.leaf, live.front)
-        live.back = _where(fwd, live.back, sub.leaf)
-        stop = turned if depth + 1 < max_tree_depth else torch.ones_like(turned)
-        if stop.any():
-            finish(stop, depth + 1, 2 * size - 1)
-            live.keep(~stop)
-        if live.ids.shape[0] == 0:
-            break
+    zeros = torch.zeros(chains, dtype=dtype, device=device)
+    never = torch.zeros(chains, dtype=torch.bool, device=device)
+    tree = _Tree(
+        live=~never,
+        accept_sum=zeros,
+        n_leaf=torch.zeros(chains, dtype=torch.long, device=device),
+        depth=torch.zeros(chains, dtype=torch.long, device=device),
+        diverged=never.clone(),
+        log_w=zeros.clone(),  # the start has weight exp(0)
+        rho=p0.clone(),
+        pick=start(),
+        back=start(),
+        front=start(),
+        forward=_uniforms(table, "direction", 0, max_tree_depth) < 0.5,
+        leaf=start(),
+        sub_pick=start(),
+        sub_log_w=torch.full((chains,), -math.inf, dtype=dtype, device=device),
+        sub_rho=torch.zeros_like(p0),
+        ck=tuple(torch.zeros(chains, levels, dim, dtype=dtype, device=device) for _ in range(3)),
+    )
+    build = _build_compiled if torch.compiler.is_compiling() else _build_eager
+    tree = build(target, metric, h, h0, table, max_tree_depth, tree)
 
-    x, lp, score, p = out
+    x, lp, score, p = tree.pick
     energy = metric.kinetic(p) - lp
     moved = (x != x0).any(-1)
-    accept = accept_out.clamp(0, 1)
+    accept = (tree.accept_sum / tree.n_leaf).clamp(0, 1)
     extra = {
         "energy": energy,
-        "tree_depth": depth_out,
-        "n_leapfrog": steps_out,
-        "diverged": diverged_out,  # per draw, so that the runner keeps where they happened
+        "tree_depth": tree.depth,
+        "n_leapfrog": tree.n_leaf,
+        "diverged": tree.diverged,  # per draw, so that the runner keeps where they happened
     }
-    info = make_info(moved, accept, torch.log(accept), diverged_out, steps_out, extra)
+    info = make_info(moved, accept, torch.log(accept), tree.diverged, tree.n_leaf, extra)
     return State(x, lp, score), info
 
 
@@ -392,5 +508,5 @@ KERNELS["nuts"] = Kernel(
     True,
     "No-U-Turn sampler (multinomial, Stan's criterion)",
     hamiltonian=True,
-    compilable=False,  # the tree's size differs per transition and per chain
+    # fixed random shapes per transition (Threefry inside): compiled blocks as the others
 )
