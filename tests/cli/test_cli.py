@@ -23,6 +23,7 @@ SUBCOMMANDS = [
     "inpaint",
     "demo",
     "compare",
+    "reflow",
 ]
 
 
@@ -58,6 +59,28 @@ def test_mcmc_named_target(tmp_path, capsys):
     assert (out / "mcmc.png").stat().st_size > 10_000
     record = json.loads((out / "run.json").read_text())
     assert record["config"]["seed"] == 0 and record["versions"]["scorelab"] == scorelab.__version__
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [([], 0.95), (["--kernel", "nuts"], 0.95), (["--target-accept", "0.8"], 0.8),
+     (["--kernel", "mala"], None)],
+)  # fmt: skip
+def test_mcmc_target_accept_default(flags, expected, tmp_path, monkeypatch):
+    """The command tunes HMC and NUTS to 0.95 unless told otherwise (the banana diverges at
+    Stan's 0.8, the Python default); other kernels keep their own default (None)."""
+    from scorelab import mcmc
+
+    seen = {}
+
+    def fake_sample(*args, **kwargs):
+        seen.update(kwargs)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(mcmc, "sample", fake_sample)
+    with pytest.raises(SystemExit):
+        main(["mcmc", "banana", "--out", str(tmp_path / "m"), *flags])
+    assert seen["target_accept"] == expected
 
 
 def test_mcmc_user_function(tmp_path, monkeypatch, capsys):

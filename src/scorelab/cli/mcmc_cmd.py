@@ -47,10 +47,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=2000, help="draws per chain after warm-up")
     p.add_argument("--warmup", type=int, default=1000, help="warm-up (tuning) steps per chain")
     p.add_argument("--step-size", type=float, default=None, help="fixed step size (no tuning)")
+    p.add_argument("--step-jitter", type=float, default=None,
+                   help="after warm-up, multiply each chain's step by U(1-j, 1+j) every "
+                   "iteration (default 0)")  # fmt: skip
     p.add_argument("--leapfrog", type=int, default=10, help="leapfrog steps per HMC iteration")
     p.add_argument("--target-accept", type=float, default=None,
-                   help="acceptance rate warm-up tunes to (default: the kernel's; raise it, "
-                   "e.g. 0.95, if there are divergences)")  # fmt: skip
+                   help="acceptance rate warm-up tunes to (default 0.95 for hmc and nuts, "
+                   "whose 0.8 in Python (Stan's) leaves divergences on curved targets such as "
+                   "the banana; the kernel's own for the others)")  # fmt: skip
     p.add_argument("--dense-mass", action="store_true",
                    help="Hamiltonian kernels: adapt a dense (full covariance) mass")  # fmt: skip
     p.add_argument("--compile", dest="compile", action="store_true", default=None,
@@ -61,6 +65,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="scorelab-out/mcmc", help="output folder")
     add_overwrite(p)
     p.set_defaults(run=run)
+
+
+# The command's step-size target for the kernels that diverge on curved densities at Stan's 0.8
+# (the Python default, kept for comparison with the peers): measured on the banana, 16 chains,
+# 1000 + 2000 steps, three seeds, HMC: 8-41 divergences at 0.8, 0-3 at 0.9, none at 0.95.
+CLI_TARGET_ACCEPT = {"hmc": 0.95, "nuts": 0.95}
 
 
 def build_target(name: str, params: dict, dim: int | None) -> Density:
@@ -83,14 +93,19 @@ def run(args: argparse.Namespace) -> int:
     from scorelab import mcmc
     from scorelab.viz import plot_mcmc
 
+    if args.step_jitter is not None and not 0 <= args.step_jitter < 1:
+        fail(f"--step-jitter must be a number in [0, 1); got {args.step_jitter}")
+    target_accept = args.target_accept
+    if target_accept is None and args.kernel in CLI_TARGET_ACCEPT:
+        target_accept = CLI_TARGET_ACCEPT[args.kernel]
     target = build_target(args.target, parse_params(args.param), args.dim)
     folder = out_dir(args.out, "mcmc", args.overwrite)
     try:
         res = mcmc.sample(
             target, args.kernel, chains=args.chains, steps=args.steps, warmup=args.warmup,
-            step_size=args.step_size, n_leapfrog=args.leapfrog,
+            step_size=args.step_size, step_jitter=args.step_jitter, n_leapfrog=args.leapfrog,
             max_tree_depth=args.max_tree_depth,
-            adapt_mass="dense" if args.dense_mass else None, target_accept=args.target_accept,
+            adapt_mass="dense" if args.dense_mass else None, target_accept=target_accept,
             compile="auto" if args.compile is None else args.compile,
             generator=torch.Generator().manual_seed(args.seed),
         )  # fmt: skip
