@@ -66,6 +66,16 @@ def test_explicit_sigmas_and_zero_prior(run):
     assert record["prior"] == "zero"
 
 
+def test_process_params_reach_the_process(run):
+    """``--process-param`` builds the process with those fields: the flow's few-step grid
+    ``t_i = t_max (1 - i / N)`` at 2 steps is t = 0.999, 0.4995, i.e. sigma 999 and ~0.998."""
+    assert main(["sample", str(run), "-n", "6", "--process", "flow", "--sampler", "euler",
+                 "--nfe", "2", "--process-param", "spacing=linspace"]) == 0  # fmt: skip
+    record, _ = _record(run / "samples.npz")
+    assert record["process_params"] == {"spacing": "linspace"}
+    assert record["sigmas"] == pytest.approx([999.0, 0.4995 / 0.5005, 0.0], rel=1e-5)
+
+
 @pytest.mark.parametrize(
     ("args", "match"),
     [
@@ -76,6 +86,10 @@ def test_explicit_sigmas_and_zero_prior(run):
         (["--sampler", "rk45", "--schedule", "optimized"], "--sampler rk45 runs on levels"),
         (["--nfe", "0"], "--nfe must be a positive int"),
         (["--sampler", "pc", "--nfe", "1"], "--nfe 1 cannot pay for one"),
+        (["--process-param", "shift=3"], "name the process too"),
+        (["--process", "flow", "--process-param", "shift"], "--process-param expects KEY=VALUE"),
+        (["--process", "flow", "--process-param", "rho=7"], "process flow takes t_max"),
+        (["--process", "flow", "--process-param", "spacing=x"], "spacing must be"),
     ],
 )
 def test_errors_name_the_flags(run, args, match):

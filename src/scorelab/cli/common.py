@@ -80,15 +80,14 @@ def write_run_record(folder: Path, command: str, config: dict[str, Any], **extra
     return path
 
 
-def parse_params(items: list[str]) -> dict[str, float | int | str]:
-    """``["dim=10", "scale=3"]`` -> ``{"dim": 10, "scale": 3.0}``."""
+def parse_params(items: list[str], flag: str = "--param") -> dict[str, float | int | str]:
+    """``["dim=10", "scale=3"]`` -> ``{"dim": 10, "scale": 3.0}`` (``flag`` names the option
+    in the error)."""
     out: dict[str, float | int | str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(
-                f"error: --param expects KEY=VALUE (e.g. --param dim=10); got {item!r}"
-            )
+            raise SystemExit(f"error: {flag} expects KEY=VALUE (e.g. {flag} dim=10); got {item!r}")
         for cast in (int, float):
             try:
                 out[key] = cast(value)

@@ -19,6 +19,7 @@ from scorelab.cli.common import (
     is_diffusers_record,
     load_any,
     load_run_data,
+    parse_params,
     run_record,
     to_unit_interval,
 )
@@ -54,6 +55,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--process", default=None, choices=PROCESSES,
                    help="noise process: step through its own sigma sequence instead of the "
                    "default levels (diffusion.default_schedule, sigma_max 80)")  # fmt: skip
+    p.add_argument("--process-param", dest="process_params", action="append", default=[],
+                   metavar="KEY=VALUE",
+                   help="a parameter of --process, repeatable (e.g. --process-param "
+                   "spacing=linspace --process-param shift=3 for flow)")  # fmt: skip
     p.add_argument("--schedule", default="auto", choices=SCHEDULES,
                    help="auto: the optimized schedule stored in RUN_DIR/schedules.json for this "
                    "sampler and --nfe if there is one, else the default levels; default: the "
@@ -314,6 +319,17 @@ def run(args: argparse.Namespace) -> int:
             device = distributed.local_device(torch.device("cuda"))
         model, record = load_any(args.run_dir, device, record)
         process = args.process
+        if args.process_params:
+            if process is None:
+                raise ValueError("--process-param sets a parameter of --process: name the "
+                                 "process too (e.g. --process flow)")  # fmt: skip
+            params = parse_params(args.process_params, "--process-param")
+            try:
+                process = diffusion.make_process(process, **params)
+            except TypeError:
+                fields = ", ".join(f.name for f in dataclasses.fields(diffusion.PROCESSES[process]))
+                raise ValueError(f"--process-param {', '.join(params)}: process {process} takes "
+                                 f"{fields}") from None  # fmt: skip
         if args.nfe < 1:
             raise ValueError(f"--nfe must be a positive int (denoiser evaluations); got {args.nfe}")
         sigma_range = (80.0, 0.002)  # the default levels' sigma_max; optimized_sigmas' floor
@@ -366,7 +382,9 @@ def run(args: argparse.Namespace) -> int:
               "(--no-clamp keeps them)")  # fmt: skip
     decoded = data.decode(res.samples)
     provenance = {"run": str(args.run_dir), "sampler": res.sampler, "nfe": res.nfe,
-                  "process": args.process, "seed": args.seed, "versions": record["versions"],
+                  "process": args.process,
+                  "process_params": parse_params(args.process_params, "--process-param"),
+                  "seed": args.seed, "versions": record["versions"],
                   "scorelab": scorelab.__version__, "clamped": clamp}  # fmt: skip
     if getattr(res, "sigmas", None) is not None:  # baselines have no levels
         prior = args.prior or ("data" if moments is not None else "zero")
