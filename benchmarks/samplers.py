@@ -1035,7 +1035,7 @@ DIGITS_CONFIGS = (  # (label, nfe, sample() arguments); moments are added to eve
 )
 
 
-def digits_lines(run: Path) -> list[str]:
+def digits_lines(run: Path, configs: tuple = DIGITS_CONFIGS) -> list[str]:
     """Frechet distance (the eval command's classifier features, against the test split) of
     ``DIGITS_N`` samples per draw, over ``DIGITS_SEEDS``, for ``DIGITS_CONFIGS``; samples
     clamped to the pixel range as ``scorelab sample`` does."""
@@ -1056,7 +1056,7 @@ def digits_lines(run: Path) -> list[str]:
         "|---|---:|---|---:|",
     ]
     fds: dict[tuple[str, int], list[float]] = {}
-    for label, nfe, kw in DIGITS_CONFIGS:
+    for label, nfe, kw in configs:
         values, spent = [], 0
         for seed in DIGITS_SEEDS:
             kw2 = dict(kw) if kw.get("prior") == "zero" else {**kw, "prior_moments": moments}
@@ -1068,7 +1068,10 @@ def digits_lines(run: Path) -> list[str]:
         print(f"  digits {label} NFE {nfe}: FD {[round(v, 2) for v in values]}")
         lines.append(f"| {label} | {spent} | {', '.join(f'{v:.2f}' for v in values)} | "
                      f"{mean_sd(values)} |")  # fmt: skip
-    ours, old = fds[("defaults", 10)], fds[("heun, edm, zero prior (the default before)", 35)]
+    old_key = ("heun, edm, zero prior (the default before)", 35)
+    if ("defaults", 10) not in fds or old_key not in fds:
+        return lines
+    ours, old = fds[("defaults", 10)], fds[old_key]
     gap = statistics.mean(ours) - statistics.mean(old)
     paired = [a - b for a, b in zip(ours, old, strict=True)]
     word = "**met**" if abs(gap) <= statistics.stdev(old) else "**missed**"
@@ -1131,6 +1134,28 @@ def run_all(n: int, nfes: tuple[int, ...], overhead_n: int, repeats: int) -> Res
     return Results(n, nfes, targets, refs, tables, rk45, runs, overhead_n, {})
 
 
+def defaults_main(nfes: tuple[int, ...], digits: Path | None, out: Path | None) -> None:
+    """The defaults' rows alone (targets and, with ``digits``, FD) at ``nfes``: a section to
+    add to the report after a change of the defaults, without rerunning the peers."""
+    start, load = time.perf_counter(), " ".join(f"{v:.1f}" for v in os.getloadavg())
+    targets = [ring_2d(), mixture_64d(k=10), toy_2d()]
+    with torch_threads(1):
+        refs = {t.name: reference(t.gm, 10_000) for t in targets}
+        lines, ratios = target_lines(targets, refs, nfes)
+        lines += ["", *verdict_lines(ratios, refs, nfes, tuple(t.name for t in targets))]
+        if digits is not None:
+            pick = tuple(c for c in DIGITS_CONFIGS if c[0] == "defaults" and c[1] in nfes)
+            lines += ["", *digits_lines(digits, pick)]
+    minutes = (time.perf_counter() - start) / 60
+    loads = f"load {load} at start, {' '.join(f'{v:.1f}' for v in os.getloadavg())} at the end"
+    head = [
+        f"Defaults only, NFE {', '.join(map(str, nfes))}: {minutes:.1f} min, {loads}; "
+        f"seeds {', '.join(map(str, TARGET_SEEDS))}, 10,000 samples.",
+        "",
+    ]
+    emit("\n".join(head + lines) + "\n", out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 samples, NFE 10/20, print")
@@ -1146,7 +1171,15 @@ def main() -> None:
         metavar="RUN",
         help="a digits run folder (train/quickstart) for the FD rows",
     )
+    parser.add_argument(
+        "--defaults-only",
+        action="store_true",
+        help="only the defaults' target (and --digits) rows at --nfe, to --out",
+    )
     args = parser.parse_args()
+    if args.defaults_only:
+        defaults_main(tuple(args.nfe), args.digits, args.out)
+        return
     if args.grid:
         pick = None if args.schedules is None else tuple(args.schedules)
         grid_main(args.quick, tuple(args.nfe), args.out, tuple(args.solvers), pick)

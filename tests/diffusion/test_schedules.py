@@ -60,14 +60,16 @@ def test_optimized_schedule_refuses_a_budget_beyond_its_grid():
 # -- the default levels ---------------------------------------------------------------------------
 @pytest.mark.parametrize("steps", [1, 2, 5, 10, 37])
 def test_default_schedule_shape_and_scale(steps):
-    """``sigma_max`` first, ``0.4 / steps`` data standard deviations last (floored at 0.002),
-    strictly decreasing, then 0; and scale-equivariant: data c times larger (variance c^2, and
-    sigma_max c times larger) get levels c times larger."""
+    """``sigma_max`` first, ``0.4 s^(4/3) / steps`` data standard deviations last with
+    ``s = max(1, 10 / steps)`` (floored at 0.002), strictly decreasing, then 0; and
+    scale-equivariant: data c times larger (variance c^2, and sigma_max c times larger) get
+    levels c times larger."""
     sig = default_schedule(steps, sigma_max=80.0, dim=3, variance=0.25)
     assert len(sig) == steps + 1 and sig[0] == 80.0 and sig[-1] == 0.0
     assert check_sigmas(sig).equal(sig)
     if steps > 1:
-        assert sig[-2] == pytest.approx(max(0.4 / steps, 0.002) * 0.5, rel=1e-12)
+        s = max(1.0, 10 / steps)
+        assert sig[-2] == pytest.approx(max(0.4 * s ** (4 / 3) / steps, 0.002) * 0.5, rel=1e-12)
     big = default_schedule(steps, sigma_max=800.0, dim=3, variance=25.0)
     torch.testing.assert_close(big, 10 * sig, rtol=1e-12, atol=0)
 
@@ -101,5 +103,5 @@ def test_default_schedule_refuses_bad_input():
         default_schedule(0)
     with pytest.raises(ValueError, match="variance must be a positive number"):
         default_schedule(5, variance=0.0)
-    with pytest.raises(ValueError, match=r"sigma_max = 0.01 must exceed the last level 0.08"):
+    with pytest.raises(ValueError, match=r"sigma_max = 0.01 must exceed the last level 0.202"):
         default_schedule(5, sigma_max=0.01)

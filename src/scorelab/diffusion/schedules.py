@@ -60,6 +60,11 @@ def karras_grid(n: int, sigma_max: float, sigma_min: float, rho: float = 7.0) ->
 DEFAULT_HIGH = 3.0  # h, in RMS distances between two data points
 DEFAULT_LOW = 0.4  # the last level is 0.4 / steps data standard deviations (0.04 at 10 steps)
 DEFAULT_FLOOR = 0.002  # ... but not below 0.002 of them (EDM's sigma_min for unit-scale data)
+# Below SMALL_BUDGET steps both ends rise with s = SMALL_BUDGET / steps: h by s and the last
+# level by s^(4/3) (at 5 steps: h 6 RMS distances, last level 0.2 standard deviations). Few long
+# steps must not start resolving the modes in one first-order jump from sigma_max; measured at
+# NFE 5 on the ring / 64-D / 0.2-0.8 toy (benchmarks/results/samplers.md, "Small budgets").
+SMALL_BUDGET = 10
 
 
 def default_schedule(
@@ -73,13 +78,16 @@ def default_schedule(
     """The default levels, a closed form of what ``optimized_sigmas`` finds on exact mixtures:
     ``steps`` levels from ``sigma_max`` uniform in ``u = log(sigma h / sqrt(sigma^2 + h^2))``
     (the log posterior std of a Gaussian of variance ``h^2`` seen at noise ``sigma``) down to
-    ``0.4 / steps`` data standard deviations (not below 0.002 of them), then 0, with
+    ``0.4 / steps`` data standard deviations (not below 0.002 of them; raised below 10 steps,
+    see the end), then 0, with
     ``h = 3 sqrt(2 dim variance)``, three times the RMS distance between two data points. Far
     above ``h`` the flow is close to linear and ``u`` hardly moves, so few levels go there
     (one of 10 from 80 on unit-variance 2-D data); below ``h`` they are geometric, as the
     optimizer places them, and the last one comes down as the steps get shorter. ``variance``
     is the data's mean per-coordinate variance (``trace(cov) / dim``); 1 for data normalized
-    to unit scale. Measured against the alternatives in ``benchmarks/results/samplers.md``."""
+    to unit scale. Below 10 steps (``SMALL_BUDGET``) both ``h`` and the last level rise, by
+    ``s = 10 / steps`` and ``s^(4/3)``, so a small budget keeps its first steps above the
+    modes' scale. Measured against the alternatives in ``benchmarks/results/samplers.md``."""
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive int (number of noise levels); got {steps!r}")
     if not (math.isfinite(variance) and variance > 0):
@@ -87,12 +95,13 @@ def default_schedule(
     if not isinstance(dim, int) or dim < 1:
         raise ValueError(f"dim must be a positive int (numbers per sample); got {dim!r}")
     scale = math.sqrt(variance)
-    h = DEFAULT_HIGH * math.sqrt(2 * dim) * scale
-    lo = max(DEFAULT_LOW / steps, DEFAULT_FLOOR) * scale
+    s = max(1.0, SMALL_BUDGET / steps)  # 1 from 10 steps on: those levels are unchanged
+    h = DEFAULT_HIGH * s * math.sqrt(2 * dim) * scale
+    lo = max(DEFAULT_LOW * s ** (4 / 3) / steps, DEFAULT_FLOOR) * scale
     if not sigma_max > lo:
         raise ValueError(
-            f"sigma_max = {sigma_max:g} must exceed the last level {lo:.3g} (0.4 / steps data "
-            "standard deviations)"
+            f"sigma_max = {sigma_max:g} must exceed the last level {lo:.3g} ({lo / scale:.3g} "
+            f"data standard deviations at {steps} steps): raise sigma_max or the steps"
         )
 
     def u(sigma: float) -> float:
