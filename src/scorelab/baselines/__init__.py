@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from scorelab import families
 from scorelab.baselines._base import Baseline, unwrap
 from scorelab.baselines.coverage import ModeCoverage, mode_coverage
 from scorelab.baselines.dae import DAE, dae_loss
@@ -157,6 +158,45 @@ def sample(
         sampler=inner.kind,
         wall_time=time.perf_counter() - start,
     )
+
+
+def _family(kind: str) -> families.ModelFamily:
+    """The trainer's view of baseline ``kind`` (``scorelab.families``): built for the data by
+    ``build_for_data`` from ``TrainConfig.net``, ``seed`` and ``net_kwargs``, trained by
+    ``objective(kind)``, sampled by ``sample``."""
+
+    def build_from_config(cfg: Any, data: Any) -> Baseline:
+        if cfg.conditional:
+            raise ValueError(
+                f"conditional training is unsupported for model {kind!r}: the baselines "
+                "are unconditional; drop --conditional (or use model 'score')"
+            )
+        return build_for_data(kind, data, net=cfg.net, seed=cfg.seed, **cfg.net_kwargs)
+
+    def training_loss(cfg: Any, data: Any) -> Callable[..., Tensor]:
+        fields = getattr(type(cfg), "__dataclass_fields__", {})
+        default = fields["objective"].default if "objective" in fields else cfg.objective
+        if cfg.objective != default:
+            raise ValueError(
+                f"objective {cfg.objective!r} trains score models; model {kind!r} has its "
+                f"own loss: leave objective at its default"
+            )
+        if cfg.objective_kwargs:
+            raise ValueError(
+                f"model {kind!r} takes its loss settings as model arguments: move "
+                f"{sorted(cfg.objective_kwargs)} from objective_kwargs to net_kwargs"
+            )
+        return objective(kind)
+
+    def draw(model: nn.Module, n: int, *, generator: torch.Generator | None = None,
+             **options: Any) -> SampleResult:  # fmt: skip
+        return sample(model, n, generator=generator, progress=options.get("progress"))
+
+    return families.ModelFamily(kind, build_from_config, training_loss, from_config, draw)
+
+
+for _kind in KINDS:  # the trainer finds the baselines by name through this registry
+    families.register(_family(_kind))
 
 
 __all__ = [

@@ -36,6 +36,7 @@ class TrainConfig:
     lr: float = 2e-3  # peak AdamW learning rate
     weight_decay: float = 0.0  # AdamW weight decay
     warmup_steps: int = 100  # linear learning-rate warm-up
+    lr_schedule: str = "constant"  # after warm-up: "constant", or "cosine"/"linear" decay to 0
     grad_clip: float = 1.0  # max global gradient norm (0: off)
     ema_decay: float = 0.999  # decay of the exponential moving average of the weights
     precision: str = "fp32"  # "fp32", or autocast "bf16" / "fp16" (fp16 with loss scaling)
@@ -58,6 +59,11 @@ class TrainConfig:
             raise ValueError(
                 f"config key 'precision' must be one of {', '.join(PRECISIONS)}; got "
                 f"{self.precision!r}"
+            )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"config key 'lr_schedule' must be one of {', '.join(LR_SCHEDULES)}; got "
+                f"{self.lr_schedule!r}"
             )
         for name in ("lr", "ema_decay"):
             if not 0 < getattr(self, name) < (1 if name == "ema_decay" else float("inf")):
@@ -89,6 +95,7 @@ class TrainConfig:
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+LR_SCHEDULES = ("constant", "cosine", "linear")
 _HINTS: dict[str, Any] = {}
 
 

@@ -18,11 +18,11 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 import scorelab
+from scorelab import families
 from scorelab._utils import device_problem
 from scorelab.data import Dataset, load
-from scorelab.diffusion.objectives import OBJECTIVES, default_sigmas
 from scorelab.errors import DivergenceError, Interrupted
-from scorelab.nets import Denoiser, build, from_config
+from scorelab.nets import Denoiser
 from scorelab.outputs import claim
 from scorelab.progress import progress as progress_counter
 from scorelab.training import distributed
@@ -33,7 +33,7 @@ from scorelab.training.checkpoint import (
     save_checkpoint,
     write_json_atomic,
 )
-from scorelab.training.config import TrainConfig
+from scorelab.training.config import LR_SCHEDULES, TrainConfig
 from scorelab.training.ema import EMA
 
 LOG_FIELDS = ["step", "loss", "lr", "grad_norm", "examples_per_s", "elapsed_s"]
@@ -191,83 +191,36 @@ def run_device(
     return torch.device("cpu"), f"this run was trained on {recorded}, but {problem}; using cpu"
 
 
-def build_model(cfg: TrainConfig, data: Dataset) -> Denoiser:
-    """The network and parameterization of ``cfg``, sized for ``data``; for ``cfg.model``
-    "vae", "gan" or "dae" the baseline of ``scorelab.baselines`` (``net_kwargs`` go to it)."""
-    from scorelab import baselines  # imported here: only baseline runs need it
-
-    if cfg.model != "score":
-        if cfg.model not in baselines.KINDS:
-            raise ValueError(
-                f"unknown model {cfg.model!r}; choose score or one of {', '.join(baselines.KINDS)}"
-            )
-        if cfg.conditional:
-            raise ValueError(
-                f"conditional training is unsupported for model {cfg.model!r}: the baselines "
-                "are unconditional; drop --conditional (or use model 'score')"
-            )
-        return baselines.build_for_data(cfg.model, data, net=cfg.net, seed=cfg.seed,
-                                        **cfg.net_kwargs)  # fmt: skip
-    kwargs = dict(cfg.net_kwargs)
-    if cfg.conditional:
-        if data.labels is None:
-            raise ValueError(
-                f"conditional training needs labelled data; {data.name} has no labels (use a "
-                "labelled set such as digits, or an image folder with one sub-folder per class)"
-            )
-        kwargs.setdefault("num_classes", data.num_classes)
-    if cfg.net == "mlp":
-        kwargs.setdefault("dim", math.prod(data.event_shape))
-    elif cfg.net == "unet":
-        if len(data.event_shape) != 3:
-            raise ValueError(
-                f"net 'unet' needs images [C, H, W]; {data.name} has examples of shape "
-                f"{data.event_shape}: use net 'mlp'"
-            )
-        kwargs.setdefault("in_channels", data.event_shape[0])
-    if cfg.parameterization in ("edm", "energy"):
-        kwargs.setdefault("sigma_data", round(float(data.x.std()), 4))
-    kwargs.setdefault("seed", cfg.seed)
-    return build(cfg.net, cfg.parameterization, **kwargs)
+def build_model(cfg: TrainConfig, data: Dataset) -> torch.nn.Module:
+    """The model of ``cfg``, sized for ``data``, built by the family ``cfg.model`` names
+    (``scorelab.families``: "score" is a denoiser of ``scorelab.nets``; "vae", "gan", "dae"
+    the baselines, whose arguments come in ``net_kwargs``)."""
+    return families.get(cfg.model).build(cfg, data)
 
 
 def build_objective(cfg: TrainConfig, data: Dataset):
-    """``loss(model, x, generator, cond)`` for ``cfg.objective`` with data-driven defaults; a
-    baseline (``cfg.model`` "vae", "gan", "dae") trains by its own loss (``vae_loss``, ...)."""
-    if cfg.model != "score":
-        from scorelab import baselines
+    """``loss(model, x, generator, cond)`` of the family ``cfg.model`` names: for score models
+    ``cfg.objective`` with data-driven defaults; a baseline trains by its own loss."""
+    return families.get(cfg.model).objective(cfg, data)
 
-        if cfg.objective != TrainConfig.objective:
-            raise ValueError(
-                f"objective {cfg.objective!r} trains score models; model {cfg.model!r} has its "
-                f"own loss: leave objective at its default"
-            )
-        if cfg.objective_kwargs:
-            raise ValueError(
-                f"model {cfg.model!r} takes its loss settings as model arguments: move "
-                f"{sorted(cfg.objective_kwargs)} from objective_kwargs to net_kwargs"
-            )
-        return baselines.objective(cfg.model)
-    if cfg.objective not in OBJECTIVES:
+
+def lr_at(step: int, lr: float, warmup_steps: int, steps: int, schedule: str) -> float:
+    """The learning rate of optimizer step ``step`` (from 0): ``lr`` times the linear warm-up
+    ``min(1, (step + 1) / warmup_steps)`` times the decay factor of ``schedule`` at
+    ``step / steps``: 1 ("constant"), ``(1 + cos(pi t)) / 2`` ("cosine", Loshchilov & Hutter
+    2017, SGDR without restarts) or ``1 - t`` ("linear"). A decay ends at 0 at ``steps``, so
+    resuming a run with more ``steps`` stretches the rest of its schedule."""
+    factor = min(1.0, (step + 1) / max(1, warmup_steps))
+    t = min(step, steps) / steps
+    if schedule == "cosine":
+        factor *= 0.5 * (1.0 + math.cos(math.pi * t))
+    elif schedule == "linear":
+        factor *= 1.0 - t
+    elif schedule != "constant":
         raise ValueError(
-            f"unknown objective {cfg.objective!r}; choose one of {', '.join(OBJECTIVES)}"
+            f"unknown lr_schedule {schedule!r}; choose one of {', '.join(LR_SCHEDULES)}"
         )
-    if cfg.objective == "esm":
-        raise ValueError(
-            "objective 'esm' needs the true score, which data alone does not give; use it from "
-            "the API (scorelab.diffusion.esm_loss) with a known density"
-        )
-    kwargs = dict(cfg.objective_kwargs)
-    if cfg.objective == "ncsn" and "sigmas" not in kwargs:
-        kwargs["sigmas"] = default_sigmas(data.x)
-    if cfg.objective == "edm":
-        kwargs.setdefault("sigma_data", round(float(data.x.std()), 4))
-    fn = OBJECTIVES[cfg.objective]
-
-    def objective(model, x, generator, cond=None):
-        return fn(model, x, generator=generator, cond=cond, **kwargs)
-
-    return objective
+    return lr * factor
 
 
 @dataclass
@@ -457,8 +410,9 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
-        """Linear warm-up to ``lr`` over ``warmup_steps``, then constant."""
-        return self.cfg.lr * min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))
+        """Linear warm-up to ``lr`` over ``warmup_steps``, then ``lr_schedule``: constant, or a
+        decay to 0 at ``steps``, by half a cosine (Loshchilov & Hutter 2017) or linearly."""
+        return lr_at(step, self.cfg.lr, self.cfg.warmup_steps, self.cfg.steps, self.cfg.lr_schedule)
 
     def drop_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """Replace a ``label_dropout`` share of labels by the "no label" token (index
@@ -623,11 +577,7 @@ class Trainer:
 
     def ema_model(self) -> Denoiser:
         """A copy of the model holding the EMA weights, in eval mode."""
-        from scorelab import baselines
-
-        config = self.model.config()
-        rebuild = baselines.from_config if baselines.is_baseline_config(config) else from_config
-        model = rebuild(config).to(self.device)
+        model = families.get(self.cfg.model).from_config(self.model.config()).to(self.device)
         model.load_state_dict(self.ema.state_dict())
         model.event_shape = self.data.event_shape  # what one sample looks like, for sampling
         return model.eval()
@@ -697,11 +647,7 @@ def load_model(
     check_same_run(meta, record["train"], Path(run_dir, "checkpoints", f"step-{meta['step']:08d}"))
     for line in skipped:
         print(f"warning: skipped damaged checkpoint {line}")
-    from scorelab import baselines  # a baseline's record has a "kind" key (VAE, GAN, DAE)
-
-    config = record["model"]
-    rebuild = baselines.from_config if baselines.is_baseline_config(config) else from_config
-    model = rebuild(config)
+    model = families.get(record["train"].get("model", "score")).from_config(record["model"])
     model.load_state_dict(tensors["ema" if ema else "model"])
     model.event_shape = tuple(record["data"]["event_shape"])
     return model.to(dev).eval(), record
