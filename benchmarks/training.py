@@ -23,9 +23,14 @@ splits a step into phases and operator kinds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
+import json
 import math
 import os
+import re
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -46,6 +51,7 @@ from scorelab.data import load
 from scorelab.diffusion.objectives import ddpm_loss
 from scorelab.nets import build, num_parameters
 from scorelab.training.config import TrainConfig
+from scorelab.training.ema import PowerEMA, power_ema_sigma_rel
 from scorelab.training.trainer import Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "training.md"
@@ -689,15 +695,649 @@ PLANS: dict[bool, dict[str, Any]] = {
 }
 
 
+# == Quality against training CPU-seconds (issue 21) ===========================================
+#
+# Each cell trains one recipe for one number of steps in its own process (one torch thread), so
+# its CPU-seconds (``time.process_time``) are its own whatever else runs; then it samples
+# ``draws`` sets of ``n`` digits and scores each by the Frechet distance of classifier features
+# against the test split, beside the floor (as many training images as samples, same reference).
+
+QUALITY_MARK = "<!-- quality against CPU-seconds: written by benchmarks/training.py --quality -->"
+CLASSIFIER_SEED = 12345  # the feature classifier's: independent of every recipe's seed
+SAMPLE_SEED = 1000  # draw d uses generator seed SAMPLE_SEED + d
+SAMPLER = dict(sampler="heun", nfe=35, process="edm")  # one sampler for every row
+OLD = "old quickstart recipe"
+NEW = "new quickstart recipe"
+PEER = "diffusers UNet2DModel, DDPM recipe"
+OLD_NET = {"base_channels": 16, "num_res_blocks": 1}
+
+
+def old_config(steps: int, out: str) -> TrainConfig:
+    """The quickstart's digits run before issue 21 (``TrainConfig`` defaults otherwise)."""
+    return TrainConfig(data="digits", net="unet", steps=steps, batch_size=64, lr=1e-3, seed=SEED,
+                       device="cpu", out=out, net_kwargs=dict(OLD_NET))  # fmt: skip
+
+
+def new_config(steps: int, out: str) -> TrainConfig:
+    """The quickstart's digits recipe now (``scorelab.cli.quickstart.digits_config``)."""
+    from scorelab.cli.quickstart import digits_config
+
+    return digits_config(SEED, out, steps=steps, device="cpu")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A row: a training recipe and the step counts it is measured at."""
+
+    name: str
+    steps: tuple[int, ...]
+    config: Callable[[int, str], TrainConfig] | None  # None: the diffusers peer
+    note: str  # what differs from the old recipe, and whether the new recipe keeps it
+    draws: int  # sample draws per cell (the headline rows get the full count)
+    one_run: bool = False  # schedule independent of the length: one run, read at each count
+    emas: tuple[float, ...] = ()  # power-function EMA gammas tracked beside the trainer's EMA
+    prior_check: bool = False  # also sample by diffusion.sample's defaults, zero vs data prior
+
+
+def ablated_config(steps: int, out: str, changes: dict[str, Any]) -> TrainConfig:
+    """The old recipe with ``changes`` (``TrainConfig`` fields; ``net_kwargs`` merged)."""
+    cfg = old_config(steps, out).to_dict()
+    for key, value in changes.items():
+        cfg[key] = {**cfg[key], **value} if key == "net_kwargs" else value
+    return TrainConfig.from_dict(cfg)
+
+
+def ablation(changes: dict[str, Any]) -> Callable[[int, str], TrainConfig]:
+    """``ablated_config`` with ``changes`` bound (a partial: worker processes unpickle it)."""
+    return functools.partial(ablated_config, changes=changes)
+
+
+def new_ablated_config(steps: int, out: str, changes: dict[str, Any]) -> TrainConfig:
+    """The new recipe with ``changes`` (``TrainConfig`` fields; ``net_kwargs`` and
+    ``objective_kwargs`` merged)."""
+    cfg = new_config(steps, out).to_dict()
+    for key, value in changes.items():
+        merge = key in ("net_kwargs", "objective_kwargs")
+        cfg[key] = {**(cfg[key] or {}), **value} if merge else value
+    return TrainConfig.from_dict(cfg)
+
+
+def new_ablation(changes: dict[str, Any]) -> Callable[[int, str], TrainConfig]:
+    """``new_ablated_config`` with ``changes`` bound (picklable for the worker processes)."""
+    return functools.partial(new_ablated_config, changes=changes)
+
+
+EMA_GAMMAS = (2.5, 5.0, 16.0)  # power-function EMAs read from the new recipe's run (EDM2)
+
+
+def ablation_rows(draws: int, more: bool = False) -> tuple[Recipe, ...]:
+    """``--ablate``: one ingredient at a time on top of the new recipe (same seeds), the old
+    recipe for the ratio, EMA lengths read from one run, and the quickstart's sampler with and
+    without the training data's moments on the same model; ``more``: the second round's rows
+    too (``--ablate --more``, chosen after the first)."""
+    from scorelab.cli.quickstart import DIGITS_STEPS
+
+    k = DIGITS_STEPS
+    second = (
+        Recipe("new, training seed 1", (k,), new_ablation({"seed": 1}), "", draws,
+               prior_check=True),
+        Recipe("old, training seed 1", (1500,), ablation({"seed": 1}), "", draws),
+        Recipe("new, training seed 2", (k,), new_ablation({"seed": 2}), "", draws,
+               prior_check=True),
+        Recipe("old, training seed 2", (1500,), ablation({"seed": 2}), "", draws),
+        Recipe("new + lr 3e-3", (k,), new_ablation({"lr": 3e-3}), "", draws),
+        Recipe("new + batch 128 (700 steps)", (700,), new_ablation({"batch_size": 128}), "",
+               draws),
+    )  # fmt: skip
+    return (
+        Recipe(NEW, (k,), new_config, "the new recipe (baseline of this section)", draws,
+               emas=EMA_GAMMAS, prior_check=True),
+        Recipe(OLD, (1500,), old_config, "before issue 21", draws, one_run=True),
+        Recipe("new + ln sigma ~ N(-0.6, 1.2^2)", (k,),
+               new_ablation({"objective_kwargs": {"p_mean": -0.6}}), "", draws),
+        Recipe("new + ln sigma ~ N(-0.8, 1.2^2)", (k,),
+               new_ablation({"objective_kwargs": {"p_mean": -0.8}}), "", draws),
+        Recipe("new + batch 128 (about equal CPU-s)", (k * 55 // 100,),
+               new_ablation({"batch_size": 128}), "", draws),
+        Recipe("new, 1200 steps", (1200,), new_config, "", draws),
+    ) + (second if more else ())  # fmt: skip
+
+
+def recipes(quick: bool, draws: int, headline: bool = False) -> tuple[Recipe, ...]:
+    """The rows: old (read at 2 lengths of one run), new (3 lengths), the diffusers peer, and
+    one ablation per ingredient (the old recipe plus that ingredient alone); ``headline``:
+    only old, new at the quickstart's length and the peer."""
+    if headline:
+        from scorelab.cli.quickstart import DIGITS_STEPS
+
+        return (
+            Recipe(OLD, (750, 1500), old_config, "before issue 21", draws, one_run=True),
+            Recipe(PEER, (1500,), None, "peer", draws),
+            Recipe(NEW, (DIGITS_STEPS,), new_config, "after issue 21", draws),
+        )
+    if quick:
+        return (
+            Recipe(OLD, (20, 40), old_config, "baseline", 1, one_run=True),
+            Recipe(NEW, (20,), new_config, "", 1),
+            Recipe(PEER, (20,), None, "", 1),
+        )
+    few = max(2, draws // 3)
+    return (
+        Recipe(OLD, (750, 1500), old_config, "before issue 21", draws, one_run=True),
+        Recipe(PEER, (1500,), None, "peer", draws),
+        Recipe(NEW, (1500, 1000, 500), new_config, "after issue 21", draws),
+        Recipe("old + cosine decay to 0, lr 2e-3", (1500,),
+               ablation({"lr": 2e-3, "lr_schedule": "cosine"}), "kept", few),
+        Recipe("old + ln sigma ~ N(-0.6, 1.2^2)", (1500,),
+               ablation({"objective_kwargs": {"p_mean": -0.6}}), "measured", few),
+        Recipe("old + batch 128", (750,), ablation({"batch_size": 128}), "measured", few),
+        Recipe("old + one resolution level", (1500,),
+               ablation({"net_kwargs": {"channel_mult": [1]}}), "measured", few),
+    )  # fmt: skip
+
+
+@dataclass
+class Cell:
+    """One recipe trained for ``steps`` steps: its cost and the quality of its samples."""
+
+    recipe: str
+    steps: int
+    params: int
+    cpu_s: float  # process CPU-seconds of training (this cell's process only)
+    wall_s: float
+    fds: list[float]  # Frechet distance of each sample draw
+    sample_cpu_s: float  # CPU-seconds of sampling one draw (mean)
+
+
+# UNet2DModel of the old recipe's layout: widths 16, 32, one block a level, middle attention
+PEER_UNET = dict(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(16, 32),
+                 layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                 up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=8)  # fmt: skip
+
+
+def diffusers_denoiser(diffusers: ModuleType, steps: int, data: Tensor):
+    """diffusers' unconditional DDPM training recipe (examples/unconditional_image_generation/
+    train_unconditional.py) on a UNet2DModel of the old recipe's size: DDPMScheduler (T = 1000,
+    linear betas), epsilon MSE, AdamW(betas (0.95, 0.999), weight decay 1e-6), cosine schedule
+    with warm-up, EMAModel(inv_gamma 1, power 3/4); lr, warm-up and batch as scorelab's old
+    recipe (the example's lr 1e-4 with 500 warm-up steps is for runs 100x longer). Returns the
+    EMA model as a scorelab denoiser and its parameter count."""
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
+    from scorelab.interop import from_diffusers
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model = diffusers.UNet2DModel(**PEER_UNET)
+    scheduler = diffusers.DDPMScheduler(num_train_timesteps=T)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.95, 0.999), weight_decay=1e-6,
+                            eps=1e-8)  # fmt: skip
+    lr = get_scheduler("cosine", opt, num_warmup_steps=100, num_training_steps=steps)
+    ema = EMAModel(model.parameters(), decay=0.9999, use_ema_warmup=True, inv_gamma=1.0,
+                   power=0.75)  # fmt: skip
+    g = torch.Generator().manual_seed(SEED)
+    for _ in range(steps):
+        x = minibatch(data, 64, g)
+        noise = torch.randn(x.shape, generator=g)
+        t = torch.randint(0, T, (len(x),), generator=g)
+        loss = F.mse_loss(model(scheduler.add_noise(x, noise, t), t).sample, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        lr.step()
+        ema.step(model.parameters())
+    ema.copy_to(model.parameters())
+    params = num_parameters(model)  # before from_diffusers freezes the weights
+    return from_diffusers(model, scheduler), params
+
+
+def frechet_draws(model: Any, clf: Any, ref: Tensor, draws: int, n: int,
+                  sampler: dict[str, Any] | None = None) -> tuple[list, float]:  # fmt: skip
+    """The Frechet distance of ``draws`` sets of ``n`` samples (by ``SAMPLER``, or by
+    ``diffusion.sample``'s defaults plus the options ``sampler``), and CPU-s per draw."""
+    from scorelab import diffusion
+    from scorelab.metrics import frechet_distance
+
+    fds, start = [], time.process_time()
+    for d in range(draws):
+        g = torch.Generator().manual_seed(SAMPLE_SEED + d)
+        with torch.no_grad():
+            opts = SAMPLER if sampler is None else sampler
+            x = diffusion.sample(model, n, generator=g, progress=False, **opts).samples
+            fds.append(frechet_distance(clf.features(x), ref).item())
+    return fds, (time.process_time() - start) / draws
+
+
+def quality_cell(recipe: Recipe, steps: tuple[int, ...], draws: int, n: int, clf_dir: str,
+                 tmp: str) -> list[Cell]:  # fmt: skip
+    """Train ``recipe`` (one run per count, or one run read at every count) and score it. Runs
+    in a worker process with one torch thread."""
+    import copy
+
+    from scorelab.metrics import FeatureClassifier
+
+    torch.set_num_threads(1)
+    clf = FeatureClassifier.load(clf_dir)
+    data, held = load("digits"), load("digits", split="test")
+    with torch.no_grad():
+        ref = clf.features(held.x)
+    cells = []
+    if recipe.config is None:
+        diffusers = load_diffusers()
+        for k in steps:
+            cpu, wall = time.process_time(), time.perf_counter()
+            model, params = diffusers_denoiser(diffusers, k, data.x)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            fds, per = frechet_draws(model, clf, ref, draws, n)
+            cells.append(Cell(recipe.name, k, params, cpu, wall, fds, per))
+        return cells
+    runs = [max(steps)] if recipe.one_run else list(steps)
+    for total in runs:
+        cfg = recipe.config(total, f"{tmp}/{recipe.name}-{total}")
+        trainer = Trainer(cfg, data=data)
+        params = num_parameters(trainer.model)
+        extra = {g: PowerEMA(trainer.model, g) for g in recipe.emas}
+        cpu_used, wall_used, models = 0.0, 0.0, {}
+        while trainer.step < total:
+            cpu, wall = time.process_time(), time.perf_counter()
+            trainer.train_step()
+            cpu_used += time.process_time() - cpu
+            wall_used += time.perf_counter() - wall
+            for e in extra.values():  # outside the timed step: they are read-outs of one run
+                e.update(trainer.model, trainer.step)
+            if trainer.step in steps:
+                models[trainer.step] = (copy.deepcopy(trainer.ema_model()), cpu_used, wall_used)
+        for k, (model, cpu, wall) in sorted(models.items()):
+            fds, per = frechet_draws(model, clf, ref, draws, n)
+            cells.append(Cell(recipe.name, k, params, cpu, wall, fds, per))
+        for g, e in extra.items():
+            model = copy.deepcopy(trainer.ema_model())
+            model.load_state_dict(e.state_dict())
+            fds, per = frechet_draws(model, clf, ref, draws, n)
+            name = f"{recipe.name}, power EMA gamma {g:g} (sigma_rel {power_ema_sigma_rel(g):.3f})"
+            cells.append(Cell(name, total, params, cpu_used, wall_used, fds, per))
+        if recipe.prior_check:  # the quickstart's sampling, on the same weights and seeds
+            from scorelab.cli.sample_cmd import data_moments
+
+            Path(cfg.out).mkdir(parents=True, exist_ok=True)  # data_moments stores them there
+            moments = data_moments(Path(cfg.out), {"train": cfg.to_dict()}, data)
+            heun = {"sampler": "heun", "nfe": 35, "prior_moments": moments}
+            for label, opts in (("zero prior", {}), ("data prior", {"prior_moments": moments}),
+                                ("data prior, heun 35", heun)):  # fmt: skip
+                fds, per = frechet_draws(trainer.ema_model(), clf, ref, draws, n, sampler=opts)
+                cells.append(Cell(f"{recipe.name}, diffusion.sample defaults, {label}", total,
+                                  params, cpu_used, wall_used, fds, per))  # fmt: skip
+    return cells
+
+
+def floor_draws(draws: int, n: int, clf: Any) -> list[float]:
+    """The data floor at ``n``: ``n`` random training images in place of samples, per draw."""
+    from scorelab.metrics import frechet_distance
+
+    data, held = load("digits"), load("digits", split="test")
+    with torch.no_grad():
+        ref, feats = clf.features(held.x), clf.features(data.x)
+    g = torch.Generator().manual_seed(SAMPLE_SEED)
+    return [frechet_distance(feats[torch.randperm(len(feats), generator=g)[:n]], ref).item()
+            for _ in range(draws)]  # fmt: skip
+
+
+RAW = Path(tempfile.gettempdir()) / "scorelab-training-quality.json"
+
+
+def save_raw(result: dict[str, Any]) -> None:
+    """The cells so far as JSON in ``RAW`` (``--from-json`` rebuilds the report from it)."""
+    cells = [dataclasses.asdict(c) for c in result["cells"]]
+    raw = RAW.with_name(RAW.stem + "-ablate.json") if result.get("ablate") else RAW
+    raw.write_text(json.dumps({**result, "recipes": None, "cells": cells}))
+
+
+def row_of(cell: str, rows: tuple[Recipe, ...]) -> str | None:
+    """The row a cell belongs to: its name, or a read-out of it (``name, what``)."""
+    return next((r.name for r in rows if cell == r.name or cell.startswith(r.name + ", ")), None)
+
+
+def run_quality(quick: bool, draws: int, n: int, jobs: int, headline: bool,
+                ablate: bool = False, more: bool = False,
+                reuse: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """Every cell of ``recipes``, ``jobs`` worker processes at a time (spawned; one thread
+    each), and the floor; each finished cell is saved at once (``save_raw``)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from scorelab.metrics import train_classifier
+
+    torch.set_num_threads(1)
+    data = load("digits")
+    clf = train_classifier(data.x, data.labels, num_classes=data.num_classes,
+                           generator=torch.Generator().manual_seed(CLASSIFIER_SEED))  # fmt: skip
+    rows = ablation_rows(draws, more) if ablate else recipes(quick, draws, headline)
+    result = {"recipes": rows, "cells": [], "floor": floor_draws(max(draws, 3), n, clf), "n": n,
+              "draws": draws, "headline": headline, "ablate": ablate, "more": more,
+              "planned": len(rows), "command": " ".join(sys.argv[1:])}  # fmt: skip
+    if reuse is not None:  # an earlier --ablate run of the same rows: its cells, not rerun
+        saved = json.loads(reuse.read_text())
+        if (saved["n"], saved["draws"], saved["floor"]) != (n, draws, result["floor"]):
+            raise SystemExit(f"--reuse {reuse}: another -n/--draws or floor; run all rows")
+        result["cells"] = [Cell(**c) for c in saved["cells"] if row_of(c["recipe"], rows)]
+        done = sorted({row_of(c.recipe, rows) for c in result["cells"]})
+        result["reused"] = {"from": saved.get("command"), "date": saved["meta"]["date"],
+                            "load": [saved["meta"]["load_start"], saved["meta"]["load_end"]],
+                            "rows": done}  # fmt: skip
+        rows = tuple(r for r in rows if r.name not in done)
+    with tempfile.TemporaryDirectory() as tmp:
+        clf.save(f"{tmp}/classifier")
+        # one task per run: a one_run recipe is one task, others one per step count
+        tasks = [(r, r.steps) if r.one_run else (r, (k,)) for r in rows
+                 for k in ((None,) if r.one_run else r.steps)]  # fmt: skip
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+            futures = [pool.submit(quality_cell, r, ks, r.draws, n, f"{tmp}/classifier", tmp)
+                       for r, ks in tasks]  # fmt: skip
+            for f in futures:
+                for c in f.result():
+                    result["cells"].append(c)
+                    save_raw(result)  # a failure later keeps these
+                    print(f"{c.recipe}, {c.steps} steps: {c.cpu_s:.0f} CPU-s, FD "
+                          f"{statistics.mean(c.fds):.2f} (load {os.getloadavg()[0]:.1f})",
+                          flush=True)  # fmt: skip
+    return result
+
+
+def spread(values: list[float]) -> str:
+    """``mean +- sd (min-max)`` of the draws."""
+    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return f"{statistics.mean(values):.2f} ± {sd:.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def quality_table(result: dict[str, Any]) -> str:
+    """One line per cell: cost, Frechet distance over draws, distance to the floor, and that
+    distance relative to the old recipe's at its quickstart length (1500 steps)."""
+    floor = statistics.mean(result["floor"])
+    cells = result["cells"]
+    old = [c for c in cells if c.recipe == OLD and c.steps == 1500]
+    old_gap = statistics.mean(old[0].fds) - floor if old else float("nan")
+    lines = [
+        "| recipe | steps | params | train CPU-s | FD over draws: mean ± sd (range) | draws | "
+        "FD - floor | gap / old gap |",
+        "|---|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for c in cells:
+        if c.recipe == PEER and not c.params:  # a run saved before the count came first
+            c.params = num_parameters(load_diffusers().UNet2DModel(**PEER_UNET))
+        gap = statistics.mean(c.fds) - floor
+        lines.append(f"| {c.recipe} | {c.steps} | {c.params:,} | {c.cpu_s:.0f} | {spread(c.fds)} "
+                     f"| {len(c.fds)} | {gap:.2f} | {gap / old_gap:.2f} |")  # fmt: skip
+    lines.append(f"| data floor ({result['n']} training images) | | | | "
+                 f"{spread(result['floor'])} | {len(result['floor'])} | 0 | |")  # fmt: skip
+    return "\n".join(lines)
+
+
+QUALITY_METHOD = """\
+- **Cells.** Each (recipe, length) trains from seed {seed} in its own spawned process with one
+  torch thread ({jobs} at a time), so "train CPU-s" is that process's `time.process_time()`
+  over the optimizer steps alone, whatever else ran on the machine (wall time would mostly
+  measure the other processes). The old recipe's schedule does not depend on the run length,
+  so one run is read at each of its lengths (the EMA weights at that step are exactly those
+  of a run of that length, and the CPU-seconds those spent up to it); the new recipe's
+  learning rate decays to zero at the run's end, so each of its lengths is a separate run.
+- **Quality.** The EMA weights sample {draws} draws of {n} digits (seeds {sample_seed}...)
+  with one sampler for every row, {sampler}, so rows differ only by training. Each draw is
+  scored by the Frechet distance of the features of scorelab's `FeatureClassifier`, trained
+  once on the training split from seed {clf_seed} (independent of every recipe), against the
+  360 test images. The floor is the same distance for {n} random training images in place of
+  samples ({floor_draws} draws): a model that sampled the data distribution exactly would
+  score about that. "FD - floor" is the distance to the floor; "gap / old gap" divides it by
+  the old recipe's at 1500 steps (its quickstart length). {ablations}
+- **Recipes.** Old: `TrainConfig(net="unet", net_kwargs={{"base_channels": 16,
+  "num_res_blocks": 1}}, batch_size=64, lr=1e-3, steps=1500)` with the defaults (constant lr
+  after 100 warm-up steps, EMA 0.999, EDM loss with ln sigma ~ N(-1.2, 1.2^2)). New:
+  `scorelab.cli.quickstart.digits_config` (below). diffusers: {peer}"""
+
+
+def quality_report(result: dict[str, Any], meta: dict[str, Any], jobs: int) -> str:
+    from scorelab.cli.quickstart import digits_config
+
+    new = digits_config(SEED, "run").to_dict()
+    shown = {k: new[k] for k in ("steps", "batch_size", "lr", "lr_schedule", "warmup_steps",
+                                 "ema_decay", "objective_kwargs", "net_kwargs")}  # fmt: skip
+    notes = "\n".join(f"- {r.name}: {r.note}." for r in result["recipes"] if r.note)
+    return "\n".join(
+        [
+            QUALITY_MARK,
+            "",
+            "# Quality against training CPU-seconds: digits U-Net recipes (issue 21)",
+            "",
+            f"Generated by `python benchmarks/training.py {result['command']}` on "
+            f"{meta['date']} ({meta['minutes']:.1f} min in all).",
+            "",
+            f"- Machine: {machine()}; load average {meta['load_start']:.2f} at the start and "
+            f"{meta['load_end']:.2f} at the end (shared: compare CPU-seconds, not wall time).",
+            f"- New recipe: `{shown}`.",
+            "",
+            "## How it was measured",
+            "",
+            QUALITY_METHOD.format(
+                seed=SEED,
+                jobs=jobs,
+                draws=result["draws"],
+                n=result["n"],
+                sample_seed=SAMPLE_SEED,
+                sampler=SAMPLER,
+                clf_seed=CLASSIFIER_SEED,
+                floor_draws=len(result["floor"]),
+                ablations="This run measured only the headline rows (`--headline`); the "
+                "ablation rows of a full run (the old recipe plus one ingredient each) were not "
+                "run."
+                if result.get("headline")
+                else "Ablation rows use a third of the draws.",
+                peer=" ".join(diffusers_denoiser.__doc__.split()).split(" Returns")[0],
+            ),
+            "",
+            "## Results",
+            "",
+            quality_table(result),
+            "",
+            "Rows and what became of them:",
+            "",
+            notes,
+            "",
+            quality_notes(result),
+        ]
+    )
+
+
+ABLATION_MARK = "<!-- ablations of the new recipe: written by benchmarks/training.py --ablate -->"
+
+
+def write_quality(text: str, out: Path | None, mark: str = QUALITY_MARK) -> None:
+    """Replace the section of ``out`` that starts at ``mark`` (``QUALITY_MARK``, then
+    ``ABLATION_MARK``), keeping the sections before it and a later one (each section states its
+    own run)."""
+    if out is None:
+        print(text)
+        return
+    old = out.read_text() if out.exists() else ""
+    later = ABLATION_MARK if mark == QUALITY_MARK and ABLATION_MARK in old else None
+    tail = "\n" + old[old.index(later) :] if later else ""
+    head = (old[: old.index(later)] if later else old).split(mark)[0].rstrip()
+    emit((head + "\n\n" if head else "") + text + "\n" + tail, out)
+
+
+def ablation_report(result: dict[str, Any], meta: dict[str, Any], jobs: int) -> str:
+    """The ``--ablate`` section: the table, each row's per-draw difference to the new recipe
+    (same sampling seeds, so the draw-to-draw noise of the reference set cancels in part), and
+    which ingredients help."""
+    floor = statistics.mean(result["floor"])
+    cells = result["cells"]
+    base = next((c for c in cells if c.recipe == NEW), None)
+    done = len({row_of(c.recipe, result["recipes"]) for c in cells} - {None})
+    partial = done < result["planned"]
+    reused = result.get("reused")
+    lines = [
+        ABLATION_MARK,
+        "",
+        "# Ablations of the new digits recipe (issue 21)",
+        "",
+        f"Generated by `python benchmarks/training.py {result['command']}` on {meta['date']} "
+        f"({meta['minutes']:.1f} min in all)"
+        + (f"; PARTIAL: {done} of {result['planned']} planned runs finished." if partial else ".")
+        + f" Machine: {machine()}; load average {meta['load_start']:.2f} at the start and "
+        f"{meta['load_end']:.2f} at the end; {jobs} worker processes, one torch thread each."
+        + (
+            f" The rows {', '.join(reused['rows'])} (and their read-outs) are reused from the run "
+            f"`python benchmarks/training.py {reused['from']}` of {reused['date']} (load "
+            f"{reused['load'][0]:.2f} to {reused['load'][1]:.2f}; `--reuse`, same seeds, "
+            "sampler and floor: one-thread training is deterministic, and this run's old and new "
+            "rows would repeat them)."
+            if reused
+            else ""
+        ),
+        "",
+        f"Every row is measured as in the section above (seed {SEED}, {result['draws']} draws of "
+        f"{result['n']} digits from sampling seeds {SAMPLE_SEED}..., {SAMPLER} unless the row "
+        "says otherwise, Frechet distance of classifier features against the test split). "
+        "\"vs new, per draw\" is the row's FD minus the new recipe's on the same sampling seed, "
+        "mean ± sd over draws (negative: better). The training seed is one (0) for every row, so "
+        "these differences carry the sampling noise only, not the seed-to-seed noise of "
+        "training. Power-EMA rows are read-outs of the new recipe's own run (EDM2's "
+        "power-function EMA, tracked beside the trainer's; their CPU-s are that run's); the "
+        "trainer's EMA at 1000 steps is about gamma 8 (sigma_rel 0.09), because its warm-up "
+        "`min(0.999, (1 + t) / (10 + t))` stays below 0.999 until step 9000. The "
+        "`diffusion.sample defaults` rows sample the same weights by the library's default "
+        "(UniPC, 20 NFE, default levels): with the zero prior and unit data variance (a bare "
+        "network), and with the training data's mean and covariance (`prior_moments`); "
+        "`data prior, heun 35` is the quickstart's digits sampling now (Heun, 35 NFE, default "
+        "levels, the data's moments).",
+        "",
+        "| recipe | steps | train CPU-s | FD over draws: mean ± sd (range) | FD - floor | "
+        "gap / old gap | vs new, per draw |",
+        "|---|---:|---:|---|---:|---:|---|",
+    ]
+    old = next((c for c in cells if c.recipe == OLD and c.steps == 1500), None)
+    old_gap = statistics.mean(old.fds) - floor if old else float("nan")
+    for c in cells:
+        gap = statistics.mean(c.fds) - floor
+        diff = ""
+        if base is not None and c is not base and len(c.fds) == len(base.fds):
+            d = [a - b for a, b in zip(c.fds, base.fds, strict=True)]
+            sd = statistics.stdev(d) if len(d) > 1 else float("nan")
+            diff = f"{statistics.mean(d):+.2f} ± {sd:.2f}"
+        lines.append(f"| {c.recipe} | {c.steps} | {c.cpu_s:.0f} | {spread(c.fds)} | {gap:.2f} "
+                     f"| {gap / old_gap:.2f} | {diff} |")  # fmt: skip
+    lines.append(f"| data floor ({result['n']} training images) | | | {spread(result['floor'])} "
+                 "| 0 | | |")  # fmt: skip
+    seeded = re.compile(r"(new|old), training seed \d+")  # the rows, not their read-outs
+    gaps = {name: [statistics.mean(c.fds) - floor for c in cells
+                   if c.recipe == name or (seeded.fullmatch(c.recipe)
+                                           and c.recipe.startswith(name[:3]))]
+            for name in (NEW, OLD)}  # fmt: skip
+    verdicts = []
+    for c in cells:  # an ingredient on top of the new recipe, or an EMA read-out of its run
+        ingredient = c.recipe.startswith(("new +", NEW + ", power")) or (
+            c.recipe.startswith("new, ") and "seed" not in c.recipe
+        )
+        if base is None or not ingredient:
+            continue
+        d = [a - b for a, b in zip(c.fds, base.fds, strict=True)]
+        m, sd = statistics.mean(d), statistics.stdev(d) if len(d) > 1 else float("inf")
+        # kept only if better by more than twice the standard error of the paired mean
+        better = m < -2 * sd / math.sqrt(len(d))
+        verdicts.append(
+            f"- {c.recipe}: {m:+.2f} ± {sd:.2f} per draw: "
+            + (
+                "better beyond the draw noise (one training seed)"
+                if better
+                else "dropped" + (" (worse on average)" if m > 0 else " (within the draw noise)")
+            )
+        )
+    if verdicts:
+        lines += ["", "Kept or dropped (`DIGITS_RECIPE` adopts an ingredient only if it beats the "
+                  "new recipe beyond twice the standard error of the paired per-draw mean):",
+                  "", *verdicts]  # fmt: skip
+    if len(gaps[NEW]) > 1 and len(gaps[OLD]) > 1:
+        ratio = statistics.mean(gaps[NEW]) / statistics.mean(gaps[OLD])
+        lines += ["", f"Over training seeds (0 and the `training seed` rows): the new recipe's "
+                  f"distance to the floor {spread(gaps[NEW])}, the old one's "
+                  f"{spread(gaps[OLD])}; the ratio of the means {ratio:.2f} (issue 21 asks for "
+                  "0.5 or less)."]  # fmt: skip
+    return "\n".join(lines)
+
+
+def quality_notes(result: dict[str, Any]) -> str:
+    """What the table says, computed from it: the new recipe's gap to the floor and its cost
+    against the old recipe's at their quickstart lengths."""
+    from scorelab.cli.quickstart import digits_config
+
+    floor = statistics.mean(result["floor"])
+    at = {(c.recipe, c.steps): c for c in result["cells"]}
+    old, new = at.get((OLD, 1500)), at.get((NEW, digits_config(SEED, "run").steps))
+    if old is None or new is None:
+        return "(the quick run has no headline comparison)"
+    gap = {k: statistics.mean(c.fds) - floor for k, c in (("old", old), ("new", new))}
+    return (
+        f"At their quickstart lengths the new recipe ({new.steps} steps, {new.cpu_s:.0f} "
+        f"CPU-s) is {gap['new']:.2f} above the floor and the old one ({old.steps} steps, "
+        f"{old.cpu_s:.0f} CPU-s) {gap['old']:.2f}: {gap['new'] / gap['old']:.2f} of the old "
+        f"distance for {new.cpu_s / old.cpu_s:.2f} of its training CPU time. Sampling one draw "
+        f"of {result['n']} took {new.sample_cpu_s:.1f} CPU-s (new) and {old.sample_cpu_s:.1f} "
+        "(old) with the common sampler."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small pair, batch 64; print only")
+    parser.add_argument(
+        "--quality", action="store_true", help="quality against training CPU-s, not throughput"
+    )
+    parser.add_argument("--draws", type=int, default=10, help="--quality: sample draws per cell")
+    parser.add_argument("-n", type=int, default=1000, help="--quality: samples per draw")
+    parser.add_argument("--jobs", type=int, default=2, help="--quality: worker processes")
+    parser.add_argument("--from-json", type=Path, help="--quality: report a saved run's results")
+    parser.add_argument(
+        "--headline", action="store_true", help="--quality: old, new and the peer only"
+    )
+    parser.add_argument(
+        "--ablate", action="store_true", help="--quality: ingredients on top of the new recipe"
+    )
+    parser.add_argument("--more", action="store_true", help="--ablate: the second round's rows too")
+    parser.add_argument("--reuse", type=Path, help="--ablate: an earlier run's raw JSON; its rows "
+                        "are not run again")  # fmt: skip
     parser.add_argument("--out", type=Path, help=f"report file (default: {RESULTS} unless --quick)")
     args = parser.parse_args()
     plan = PLANS[args.quick]
     out = args.out or (None if args.quick else RESULTS)
     start, load_start = time.perf_counter(), os.getloadavg()[0]
     print(f"load average at start: {load_start:.2f}")
+    if args.quality:
+        if args.from_json:  # rebuild the report of a finished run
+            saved = json.loads(args.from_json.read_text())
+            more = saved.get("more", False)
+            rows = (ablation_rows(saved["draws"], more) if saved.get("ablate") else
+                    recipes(args.quick, saved["draws"], saved.get("headline", False)))  # fmt: skip
+            result = {**saved, "recipes": rows, "cells": [Cell(**c) for c in saved["cells"]]}
+        else:
+            result = run_quality(args.quick, args.draws, args.n, args.jobs, args.headline,
+                                 args.ablate, args.more, args.reuse)  # fmt: skip
+            print(f"raw results in {RAW.parent} ({RAW.stem}*.json; --from-json rebuilds the "
+                  "report)")  # fmt: skip
+        if args.from_json and "meta" not in result:  # an interrupted run: a partial report
+            meta = run_meta(args.quick, start, load_start) | {"minutes": float("nan")}
+            jobs = args.jobs
+        elif args.from_json:  # the run's own date, duration, load and worker count
+            meta, jobs = result["meta"], result["jobs"]
+        else:
+            meta, jobs = run_meta(args.quick, start, load_start), args.jobs
+            print(f"load average at end: {meta['load_end']:.2f}")
+            save_raw({**result, "meta": meta, "jobs": jobs})
+        if result.get("ablate"):
+            write_quality(ablation_report(result, meta, jobs), out, ABLATION_MARK)
+        else:
+            write_quality(quality_report(result, meta, jobs), out)
+        return
     diffusers = load_diffusers()
     peers = {"diffusers": diffusers} if diffusers is not None else {}
     dataset = load("digits")
@@ -707,6 +1347,8 @@ def main() -> None:
     meta = run_meta(args.quick, start, load_start, plan=plan)
     print(f"load average at end: {meta['load_end']:.2f}")
     text = report(rows, found, peers, meta) + "\n"
+    if out is not None and out.exists() and QUALITY_MARK in out.read_text():
+        text += "\n" + QUALITY_MARK + out.read_text().split(QUALITY_MARK, 1)[1]  # keep it
     emit(text, out)
 
 

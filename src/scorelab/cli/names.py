@@ -13,18 +13,20 @@ KERNELS = ("rwm", "random_walk", "ula", "mala", "hmc", "sgld", "chees", "nuts")
 # scorelab.data.DATASETS
 DATASETS = ("ring", "moons", "swiss_roll", "checkerboard", "circles", "spiral", "digits")
 # scorelab.diffusion.OBJECTIVES
-OBJECTIVES = ("esm", "ism", "ssm", "dsm", "ncsn", "ddpm", "edm")
+OBJECTIVES = ("esm", "ism", "ssm", "dsm", "ncsn", "ddpm", "edm", "flow_matching")
 # scorelab.diffusion.SAMPLERS
 SAMPLERS = ("langevin", "annealed_langevin", "ddpm", "ddim", "euler_maruyama", "pc", "euler",
             "heun", "rk45", "dpmpp_2m", "dpmpp_3m", "dpmpp_3m_sde", "unipc", "ipndm")  # fmt: skip
 # scorelab.diffusion.PROCESSES
-PROCESSES = ("ve", "edm", "vp", "subvp", "ddpm")
+PROCESSES = ("ve", "edm", "vp", "subvp", "ddpm", "flow")
 # scorelab.diffusion.INPAINT_METHODS
 INPAINT_METHODS = ("replacement", "posterior")
 # scorelab.nets.NETS
 NETS = ("mlp", "unet")
 # scorelab.nets.PARAMETERIZATIONS
-PARAMETERIZATIONS = ("score", "energy", "eps", "edm")
+PARAMETERIZATIONS = ("score", "energy", "eps", "edm", "velocity")
+# scorelab.training.config.LR_SCHEDULES
+LR_SCHEDULES = ("constant", "cosine", "linear")
 # scorelab.demos.DEMOS
 DEMOS = ("langevin-1d", "langevin-2d", "random-walk", "metropolis", "score-field", "smoothing",
          "concentration", "tweedie", "annealed", "diffusion", "sgld")  # fmt: skip

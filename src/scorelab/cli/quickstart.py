@@ -2,19 +2,22 @@
 
 1. MCMC needs only log p and its score: HMC on a 2-D Gaussian mixture, checked against its
    exact moments in units of their Monte Carlo standard error, with a PASS/FAIL verdict.
-2. A 2-D toy set (two moons): train an MLP denoiser (EDM), sample with Heun, compare with
-   held-out data by sliced Wasserstein, next to the data-vs-data floor.
-3. The bundled 8x8 digits: train a small U-Net, sample a grid, report sliced Wasserstein, the
-   Frechet distance of classifier features and the memorization ratio against the test split
-   (each next to the train-vs-test floor), bits/dim on train and test examples, and Tweedie
-   denoising PSNR.
+2. A 2-D toy set (two moons): train an MLP denoiser (EDM), sample with the library's default
+   sampler, compare with held-out data by sliced Wasserstein, next to the data-vs-data floor.
+3. The bundled 8x8 digits: train a small U-Net by the recipe measured per CPU-second
+   (``DIGITS_RECIPE``; benchmarks/results/training.md), sample a grid, report sliced
+   Wasserstein, the Frechet distance of classifier features and the memorization ratio against
+   the test split (each next to the train-vs-test floor), bits/dim on train and test examples,
+   and Tweedie denoising PSNR.
 Each run folder it writes can be used with `scorelab sample` and `scorelab denoise`.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +31,7 @@ from scorelab.cli.common import (
 )
 from scorelab.cli.denoise_cmd import tweedie_psnr
 from scorelab.cli.eval_cmd import likelihood_table, sample_metrics
-from scorelab.cli.sample_cmd import generate
+from scorelab.cli.sample_cmd import data_moments
 
 if TYPE_CHECKING:
     from scorelab.densities import GaussianMixture
@@ -60,6 +63,22 @@ def mixture() -> GaussianMixture:
 
 
 CHAINS = 32  # MCMC check: chains
+# the digits recipe (issue 21; benchmarks/results/training.md): TrainConfig fields but steps
+DIGITS_RECIPE = dict(
+    data="digits",
+    net="unet",
+    net_kwargs={"base_channels": 16, "num_res_blocks": 1},
+    batch_size=64,
+    lr=2e-3,
+    lr_schedule="cosine",
+    warmup_steps=100,
+    ema_decay=0.999,
+)
+DIGITS_STEPS = 1000
+# digits sampling: on the recipe's models (training seeds 0, 1, 2; 3 draws x 1000, same seeds)
+# Heun at 35 NFE is 0.39 / 0.78 / 0.74 FD better than diffusion.sample's default (UniPC 20),
+# and UniPC 35 is no better than UniPC 20 (seed 0); ~1 CPU-s more for 400 digits
+DIGITS_SAMPLING = {"sampler": "heun", "nfe": 35}
 
 
 def mcmc_check(folder: Path, seed: int, quick: bool) -> tuple[list[str], dict]:
@@ -103,21 +122,45 @@ def mcmc_check(folder: Path, seed: int, quick: bool) -> tuple[list[str], dict]:
     return lines, numbers
 
 
-def train_sample_evaluate(name: str, cfg: TrainConfig, n: int) -> tuple[list, dict]:
-    """Train ``cfg``, sample ``n`` with Heun (35 NFE), and compare with held-out data, next to
-    the same metrics of training data (the data floor)."""
+def digits_config(
+    seed: int, out: str, *, steps: int | None = None, quick: bool = False, device: str = "auto"
+) -> TrainConfig:
+    """The quickstart's digits recipe, chosen by quality per training CPU-second
+    (``python benchmarks/training.py --quality``, issue 21): the small U-Net, a learning rate
+    that decays to zero by half a cosine (Loshchilov & Hutter 2017) and an EMA no longer than
+    the run can fill. ``steps`` overrides the length (the benchmark's budget curve)."""
+    from scorelab.training import TrainConfig
+
+    steps = steps or (30 if quick else DIGITS_STEPS)
+    return TrainConfig(**copy.deepcopy(DIGITS_RECIPE), steps=steps, seed=seed, device=device,
+                       out=out)  # fmt: skip
+
+
+def train_sample_evaluate(
+    name: str, cfg: TrainConfig, n: int, sampling: dict | None = None
+) -> tuple[list, dict]:
+    """Train ``cfg``, sample ``n`` with ``scorelab.diffusion.sample`` (its defaults, or the
+    options ``sampling``; with the training data's moments, as ``scorelab sample`` does: the
+    data-aware prior and levels placed by the data's scale), and compare with held-out data,
+    next to the same metrics of training data (the data floor). Times are wall-clock and CPU
+    (``time.process_time``, every thread of this process)."""
+    import torch
+
+    from scorelab import diffusion
     from scorelab.training import train
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = train(cfg)
-    t_train = time.perf_counter() - t0
+    t_train, cpu_train = time.perf_counter() - t0, time.process_time() - c0
     record = {"data": {"normalization": res.data.normalization.to_dict()}, "train": cfg.to_dict()}
     held = load_run_data(record, heldout=True)
-    samples = generate(res.model, n, "heun", 35, "edm", cfg.seed)
+    moments = data_moments(Path(cfg.out), record, res.data)  # stored for `scorelab sample`
+    samples = diffusion.sample(res.model, n, generator=torch.Generator().manual_seed(cfg.seed),
+                               prior_moments=moments, **(sampling or {}))  # fmt: skip
     metrics, floor = sample_metrics(samples.samples, held, res.data, cfg.seed)
     lines = [
-        f"{name}: trained {cfg.steps} steps in {t_train:.0f} s; {n} samples, Heun "
-        f"{samples.nfe} NFE in {samples.wall_time:.1f} s",
+        f"{name}: trained {cfg.steps} steps in {t_train:.0f} s ({cpu_train:.0f} CPU-s); {n} "
+        f"samples, {samples.sampler} {samples.nfe} NFE in {samples.wall_time:.1f} s",
         f"  sliced Wasserstein to held-out data {metrics['sliced_wasserstein']:.4f} "
         f"(data-vs-data floor {floor['sliced_wasserstein']:.4f})",
     ]
@@ -131,7 +174,8 @@ def train_sample_evaluate(name: str, cfg: TrainConfig, n: int) -> tuple[list, di
         "below 1: copies)"
     )
     numbers = {"run": str(cfg.out), "train_steps": cfg.steps, "train_s": t_train,
-               "n_samples": n, "sampler": "heun", "nfe": samples.nfe,
+               "train_cpu_s": cpu_train, "n_samples": n, "sampler": samples.sampler,
+               "nfe": samples.nfe,
                "sample_s": samples.wall_time, "metrics": metrics, "floor": floor}  # fmt: skip
     return lines, {"result": res, "samples": samples.samples, "held": held, "metrics": metrics,
                    "numbers": numbers}  # fmt: skip
@@ -154,6 +198,14 @@ def bits_per_dim_lines(model, train, held, n: int, seed: int) -> tuple[list[str]
     return lines, tables
 
 
+def _load() -> float:
+    """The 1-minute load average (NaN where the system has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return float("nan")
+
+
 def run(args: argparse.Namespace) -> int:
     from matplotlib.figure import Figure
 
@@ -162,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
 
     folder = out_dir(args.out, "quickstart", args.overwrite)
     q = args.quick
-    t0 = time.perf_counter()
+    t0, c0, load0 = time.perf_counter(), time.process_time(), _load()
     lines: list[str] = []
     numbers: dict = {"quick": q, "seed": args.seed}
 
@@ -183,10 +235,8 @@ def run(args: argparse.Namespace) -> int:
     report(*text, "")
 
     report("== 3. digits (U-Net, EDM)")
-    digits_cfg = TrainConfig(data="digits", net="unet", steps=30 if q else 1500, batch_size=64,
-                             lr=1e-3, seed=args.seed, out=str(folder / "digits"),
-                             net_kwargs={"base_channels": 16, "num_res_blocks": 1})  # fmt: skip
-    text, digits = train_sample_evaluate("digits", digits_cfg, 400)
+    digits_cfg = digits_config(args.seed, str(folder / "digits"), quick=q)
+    text, digits = train_sample_evaluate("digits", digits_cfg, 400, DIGITS_SAMPLING)
     numbers["digits"] = digits["numbers"]
     report(*text)
     model = digits["result"].model
@@ -218,7 +268,14 @@ def run(args: argparse.Namespace) -> int:
     fig.savefig(folder / "quickstart.png", dpi=110)
 
     numbers["total_s"] = time.perf_counter() - t0
-    report(f"\ntotal time {numbers['total_s']:.0f} s")
+    numbers["total_cpu_s"] = time.process_time() - c0
+    numbers["load_average"] = [load0, _load()]
+    busy = max(numbers["load_average"]) > (os.cpu_count() or 1)  # NaN: not known, not said
+    report(
+        f"\ntotal time {numbers['total_s']:.0f} s ({numbers['total_cpu_s']:.0f} CPU-s of this "
+        f"process; load average {load0:.1f} at the start, {numbers['load_average'][1]:.1f} at "
+        "the end" + (": above the core count, other work slowed this run)" if busy else ")")
+    )
     (folder / "report.txt").write_text("\n".join(lines) + "\n")
     (folder / "metrics.json").write_text(json.dumps(numbers, indent=2, default=float) + "\n")
     write_run_record(folder, "quickstart", vars(args) | {"run": None},

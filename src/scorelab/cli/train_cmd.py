@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import signal
+from pathlib import Path
 
 from scorelab.cli.common import add_data_key, add_overwrite, fail, out_dir, parse_data_range
-from scorelab.cli.names import DATASETS, NETS, OBJECTIVES, PARAMETERIZATIONS
+from scorelab.cli.names import DATASETS, LR_SCHEDULES, NETS, OBJECTIVES, PARAMETERIZATIONS
 
 # flag -> config key; flags left out keep the config file's value or the default
 FLAGS = {
     "data": str, "n": int, "objective": str, "net": str, "parameterization": str,
-    "steps": int, "batch_size": int, "lr": float, "seed": int, "out": str, "device": str,
+    "steps": int, "batch_size": int, "lr": float, "lr_schedule": str, "seed": int, "out": str,
+    "device": str,
     "ema_decay": float, "warmup_steps": int, "grad_clip": float, "checkpoint_every": int,
     "model": str, "conditional": bool, "label_dropout": float, "precision": str, "compile": bool,
 }  # fmt: skip
@@ -45,15 +47,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "takes --n for its own --nnodes/--nproc-per-node)")  # fmt: skip
     p.add_argument("--objective", choices=[k for k in OBJECTIVES if k != "esm"],
                    help="training objective (default edm)")  # fmt: skip
+    p.add_argument("--time-sampling", dest="time_sampling", choices=["uniform", "logit_normal"],
+                   help="flow_matching: time distribution, uniform or logit-normal (SD3) "
+                   "(default uniform)")  # fmt: skip
+    p.add_argument("--coupling", choices=["independent", "ot"],
+                   help="flow_matching: noise-data pairing, independent or minibatch optimal "
+                   "transport (default independent)")  # fmt: skip
     p.add_argument("--net", choices=NETS, help="network: mlp for vectors, unet for images "
                    "(default mlp)")  # fmt: skip
     p.add_argument("--parameterization", choices=PARAMETERIZATIONS,
-                   help="what the network predicts (default edm)")  # fmt: skip
+                   help="what the network predicts; --objective flow_matching defaults to "
+                   "velocity (default edm)")  # fmt: skip
     p.add_argument("--steps", type=int,
                    help="optimizer steps (total, also with --resume; default 2000)")  # fmt: skip
     p.add_argument("--batch-size", dest="batch_size", type=int, help="examples per step "
                    "(default 256)")  # fmt: skip
     p.add_argument("--lr", type=float, help="peak learning rate (default 0.002)")
+    p.add_argument("--lr-schedule", dest="lr_schedule", choices=LR_SCHEDULES,
+                   help="learning rate after the warm-up: constant, or a cosine or linear decay "
+                   "to 0 at --steps (default constant)")  # fmt: skip
     p.add_argument("--seed", type=int, help="seed of data, initialization and noise (default 0)")
     p.add_argument("--out", help="run folder, empty or new (default scorelab-out/train)")
     add_overwrite(p)
@@ -94,6 +106,28 @@ def _data_options(args: argparse.Namespace) -> dict:
     return out
 
 
+def _flow_options(args: argparse.Namespace, overrides: dict) -> dict:
+    """``--time-sampling``/``--coupling`` as ``objective_kwargs`` of ``flow_matching``, whose
+    default parameterization is ``velocity`` (unless a flag or the --config file names one)."""
+    given = {k: getattr(args, k) for k in ("time_sampling", "coupling")
+             if getattr(args, k) is not None}  # fmt: skip
+    file_values: dict = {}
+    if args.config:
+        from scorelab.training.config import tomllib
+
+        try:
+            file_values = tomllib.loads(Path(args.config).read_text())
+        except (OSError, ValueError):
+            pass  # TrainConfig.from_toml reports it
+    if overrides.get("objective", file_values.get("objective")) != "flow_matching":
+        if given:
+            fail("--time-sampling and --coupling apply to --objective flow_matching only")
+        return {}
+    if "parameterization" not in overrides and "parameterization" not in file_values:
+        overrides["parameterization"] = "velocity"
+    return given
+
+
 def run(args: argparse.Namespace) -> int:
     from scorelab.errors import Interrupted
     from scorelab.training import TrainConfig, distributed, resume, train
@@ -103,13 +137,20 @@ def run(args: argparse.Namespace) -> int:
         fail("--overwrite starts a new run in --out; --resume continues one: give only one")
     try:
         if args.resume:
-            res = resume(args.resume, steps=overrides.get("steps"))
+            if args.time_sampling or args.coupling:
+                fail("--time-sampling and --coupling apply to a new run; --resume keeps the run's")
+            from scorelab.training.reflow import is_reflow_run, resume_reflow
+
+            go_on = resume_reflow if is_reflow_run(args.resume) else resume  # reflow: its pairs
+            res = go_on(args.resume, steps=overrides.get("steps"))
         else:
+            flow_kwargs = _flow_options(args, overrides)
             if args.config:
                 cfg = TrainConfig.from_toml(args.config, **overrides)
             else:
                 cfg = TrainConfig.from_dict(overrides)
             cfg.data_kwargs = {**cfg.data_kwargs, **_data_options(args)}
+            cfg.objective_kwargs = {**cfg.objective_kwargs, **flow_kwargs}
             if distributed.is_main():  # one run per folder: refuse one that holds files
                 out_dir(cfg.out, "train", args.overwrite, resume=True, record=False)
             res = train(cfg, overwrite=args.overwrite)
