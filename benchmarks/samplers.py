@@ -926,15 +926,14 @@ divided by its floor (the mean over 10 further exact sets against the same refer
 is exact sampling; mean ± sd over three sampler seeds. NFE is the budget: `heun` runs
 `(NFE + 1) // 2` steps.
 
-Schedules: `edm` is the EDM levels (Karras rho = 7, 0.002..80; the default before #17); `ve` the geometric
-levels of the `ve` process; "optimized ..S" is `diffusion.schedules.optimized_sigmas` from
-sigma_max S (GITS-style dynamic programming over a 100-level Karras grid down to 0.002, Euler
-local error against a `dpmpp_3m` teacher on 512 draws, 298 evaluations, once per target; it
-also picks the last level), with `fine_scale` 0.01 weighting the errors at sigma by
-`1 / sqrt(1 + sigma^2 / 0.01)`; "data prior" starts from `N(mean, cov + sigma_max^2 I)`
-(`prior="data"`) instead of `N(0, sigma_max^2 I)`; at sigma_max 80 the two priors give the
-same numbers within the seed spread (measured, not shown).
-"""
+Schedules: `edm` is the EDM levels (Karras rho = 7, 0.002..80; the default before #17); `ve` the
+geometric levels of the `ve` process; "optimized ..S" is `diffusion.schedules.optimized_sigmas`
+from sigma_max S (GITS-style dynamic programming over a 100-level Karras grid down to 0.002,
+Euler local error against a `dpmpp_3m` teacher on 512 draws, 298 evaluations, once per target;
+it also picks the last level), with `fine_scale` 0.01 weighting the errors at sigma by `1 /
+sqrt(1 + sigma^2 / 0.01)`; "data prior" starts from `N(mean, cov + sigma_max^2 I)`
+(`prior="data"`) instead of `N(0, sigma_max^2 I)`; at sigma_max 80 the two priors give the same
+numbers within the seed spread (measured, not shown). """
 
 
 def grid_main(quick: bool, nfes: tuple[int, ...], out: Path | None, solvers: tuple[str, ...],
