@@ -54,7 +54,7 @@ def save_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:08d}"
     tmp, final = root / f".{name}.tmp", root / name
-    for stale in root.glob(".step-*.tmp"):  # left by a process killed while writing
+    for stale in root.glob(".step-*"):  # left by a process killed while writing or pruning
         shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir()
     for stem, group in tensors.items():
@@ -72,7 +72,11 @@ def save_checkpoint(
     _fsync(root)
     write_json_atomic(root / "latest.json", {"checkpoint": name})
     for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        # renamed first (atomic), so a kill during the removal never leaves a half-deleted
+        # folder under a checkpoint's name
+        doomed = root / f".{old.name}.del"
+        os.replace(old, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
     return final
 
 
