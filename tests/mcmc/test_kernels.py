@@ -55,19 +55,27 @@ TARGETS = {
 }
 
 
-@pytest.mark.parametrize("kernel", ["rwm", "mala", "hmc"])
-@pytest.mark.parametrize("name", TARGETS)
-def test_exact_kernels_recover_moments(kernel, name):
+def run_and_check_moments(kernel: str, name: str, **options) -> mcmc.MCMCResult:
+    """Sample ``TARGETS[name]`` with ``kernel`` (32 chains, ``options`` to ``mcmc.sample``) and
+    assert its moments within 5 MCSE and R-hat < 1.05; the compiled-path test reuses it."""
     target = TARGETS[name]
     steps = {"rwm": 4000, "mala": 3000, "hmc": 1000}[kernel]
     if name == "ill-conditioned-gaussian" and kernel != "hmc":
         steps *= 3  # without a mass matrix, mixing along the wide axis takes ~kappa / h steps
     res = mcmc.sample(
-        target, kernel, chains=32, steps=steps, warmup=1000, dtype=F64, generator=_gen(1)
-    )
+        target, kernel, chains=32, steps=steps, warmup=1000, dtype=F64, generator=_gen(1),
+        **options,
+    )  # fmt: skip
     mean, cov = (target.mean, target.cov) if name != "laplace" else (torch.zeros(2), torch.eye(2))
     assert_moments(res.samples, mean.to(F64), cov.diagonal().to(F64), min_ess=200)
     assert (mcmc.rhat(res.samples) < 1.05).all()
+    return res
+
+
+@pytest.mark.parametrize("kernel", ["rwm", "mala", "hmc"])
+@pytest.mark.parametrize("name", TARGETS)
+def test_exact_kernels_recover_moments(kernel, name):
+    res = run_and_check_moments(kernel, name)
     # Dual averaging (per chain, as Stan's and BlackJAX's chains) drives the mean acceptance of
     # its warm-up *iterates* to the target. The step used afterwards is the averaged iterate;
     # acceptance falls off convexly in log step size past the target, so (Jensen) the average
