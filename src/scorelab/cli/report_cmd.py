@@ -107,7 +107,7 @@ def build_report(run_dir: Path, n: int, nfe: int, seed: int) -> str:
     samples = _saved_samples(run_dir)
     source = "saved by scorelab sample (samples.npz)"
     if samples is None:
-        res = generate(model, n, "heun", nfe, "edm", seed)
+        res = generate(record, model, n, "heun", nfe, "edm", seed)
         samples, source = res.samples, f"drawn for this report: Heun, {res.nfe} NFE, seed {seed}"
     fig = picture(samples, train, f"{len(samples)} samples")
     parts.append("<h2>Samples</h2>" + f"<p>{esc(source)}.</p>")

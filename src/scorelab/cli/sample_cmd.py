@@ -135,22 +135,25 @@ def guided_model(model, data, kind: str, weight: float, steps: int, seed: int, d
     return diffusion.ClassifierGuidance(model, clf, weight)
 
 
-def generate(model, n: int, sampler: str, nfe: int, process: str | Process | None, seed: int,
-             cond=None, sigmas=None, prior: str | None = None):  # fmt: skip
-    """Samples of a trained model in model units (``cond``: class labels ``[n]``). Baselines
-    (VAE, GAN, DAE) draw with their own sampler; ``sampler``, ``nfe`` and ``process`` are then
-    unused and the result's ``sampler`` names the family."""
+def generate(record: dict, model, n: int, sampler: str, nfe: int,
+             process: str | Process | None, seed: int, cond=None, sigmas=None,
+             prior: str | None = None):  # fmt: skip
+    """Samples of a trained model in model units (``cond``: class labels ``[n]``), drawn by its
+    model family's ``sample`` (``scorelab.families``; the family is the run's ``model``). Score
+    models take the options; the baselines (VAE, GAN, DAE) draw with their own sampler, so
+    ``sampler``, ``nfe`` and ``process`` are then unused and the result's ``sampler`` names the
+    family."""
     import torch
 
-    from scorelab import baselines, diffusion
+    from scorelab import families
 
+    name = record.get("train", {}).get("model", "score")  # a diffusers folder: a score model
+    if cond is not None and name != "score":
+        raise ValueError(f"this run is an unconditional {name.upper()} baseline: drop --class")
     gen = torch.Generator().manual_seed(seed)
-    if baselines.is_baseline(model):
-        if cond is not None:
-            raise ValueError("this run is an unconditional VAE/GAN/DAE baseline: drop --class")
-        return baselines.sample(model, n, generator=gen)
-    return diffusion.sample(model, n, sampler=sampler, nfe=nfe, process=process, cond=cond,
-                            generator=gen, sigmas=sigmas, prior=prior)  # fmt: skip
+    return families.get(name).sample(model, n, generator=gen, sampler=sampler, nfe=nfe,
+                                     process=process, cond=cond, sigmas=sigmas,
+                                     prior=prior)  # fmt: skip
 
 
 def _data_key(record: dict) -> str:
@@ -361,7 +364,7 @@ def run(args: argparse.Namespace) -> int:
             model = guided_model(model, data, args.guidance_kind, args.guidance,
                                  args.classifier_steps, args.seed,
                                  diffusion.model_device(model))  # fmt: skip
-        res = generate(model, n, args.sampler, args.nfe, process, seed, labels, levels,
+        res = generate(record, model, n, args.sampler, args.nfe, process, seed, labels, levels,
                        args.prior)  # fmt: skip
     except ValueError as err:
         fail(re.sub(r"\bnfe = ", "--nfe ", str(err)))  # the budget is the flag here
