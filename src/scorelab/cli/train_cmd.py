@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-from pathlib import Path
 
 from scorelab.cli.common import add_data_key, add_overwrite, fail, out_dir, parse_data_range
 from scorelab.cli.names import DATASETS, LR_SCHEDULES, NETS, OBJECTIVES, PARAMETERIZATIONS
@@ -106,19 +105,12 @@ def _data_options(args: argparse.Namespace) -> dict:
     return out
 
 
-def _flow_options(args: argparse.Namespace, overrides: dict) -> dict:
+def _flow_options(args: argparse.Namespace, overrides: dict, file_values: dict) -> dict:
     """``--time-sampling``/``--coupling`` as ``objective_kwargs`` of ``flow_matching``, whose
-    default parameterization is ``velocity`` (unless a flag or the --config file names one)."""
+    default parameterization is ``velocity`` (unless a flag or the --config file's values,
+    ``file_values``, name one)."""
     given = {k: getattr(args, k) for k in ("time_sampling", "coupling")
              if getattr(args, k) is not None}  # fmt: skip
-    file_values: dict = {}
-    if args.config:
-        from scorelab.training.config import tomllib
-
-        try:
-            file_values = tomllib.loads(Path(args.config).read_text())
-        except (OSError, ValueError):
-            pass  # TrainConfig.from_toml reports it
     if overrides.get("objective", file_values.get("objective")) != "flow_matching":
         if given:
             fail("--time-sampling and --coupling apply to --objective flow_matching only")
@@ -131,6 +123,7 @@ def _flow_options(args: argparse.Namespace, overrides: dict) -> dict:
 def run(args: argparse.Namespace) -> int:
     from scorelab.errors import Interrupted
     from scorelab.training import TrainConfig, distributed, resume, train
+    from scorelab.training.config import read_toml
 
     overrides = {k: getattr(args, k) for k in FLAGS if getattr(args, k) is not None}
     if args.resume and args.overwrite:
@@ -144,11 +137,9 @@ def run(args: argparse.Namespace) -> int:
             go_on = resume_reflow if is_reflow_run(args.resume) else resume  # reflow: its pairs
             res = go_on(args.resume, steps=overrides.get("steps"))
         else:
-            flow_kwargs = _flow_options(args, overrides)
-            if args.config:
-                cfg = TrainConfig.from_toml(args.config, **overrides)
-            else:
-                cfg = TrainConfig.from_dict(overrides)
+            file_values = read_toml(args.config) if args.config else {}
+            flow_kwargs = _flow_options(args, overrides, file_values)
+            cfg = TrainConfig.from_dict({**file_values, **overrides})
             cfg.data_kwargs = {**cfg.data_kwargs, **_data_options(args)}
             cfg.objective_kwargs = {**cfg.objective_kwargs, **flow_kwargs}
             if distributed.is_main():  # one run per folder: refuse one that holds files

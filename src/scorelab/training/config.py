@@ -84,14 +84,18 @@ class TrainConfig:
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
         """Read a TOML file (flat keys; tables for the ``*_kwargs`` dicts), then apply overrides."""
-        try:
-            values = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as err:
-            raise ValueError(f"cannot read config file {path}: {err}") from err
-        return cls.from_dict({**values, **overrides})
+        return cls.from_dict({**read_toml(path), **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The values of a TOML config file, unchecked (``TrainConfig.from_dict`` checks them)."""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ValueError(f"cannot read config file {path}: {err}") from err
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
