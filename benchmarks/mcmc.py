@@ -452,6 +452,7 @@ CONFIGS: list[Config] = [
     Config("BlackJAX", "nuts", run_blackjax, needs="blackjax"),
     Config("NumPyro", "nuts", run_numpyro, needs="numpyro"),
     Config("scorelab", "nuts", run_scorelab, {"compile": True}),
+    Config("scorelab stepwise", "nuts", run_scorelab, {"compile": True, "stepwise": True}),
     Config("Pyro", "nuts", run_pyro, needs="pyro"),
     Config("scorelab", "chees", run_scorelab),
 ]
@@ -586,6 +587,8 @@ METHOD = """\
   blocks of 50 transitions, each one `torch.compile`-d `scan` of the kernel's own step function,
   per-chain dual averaging of the step size inside the block, HMC's diagonal mass in Stan's
   windows between blocks. "scorelab eager": the same blocks run eagerly (`compile=False`).
+  "scorelab stepwise" (NUTS): the compiled blocks run chain by chain, each chain's
+  transitions back to back (`stepwise=True`; the same chains as "scorelab").
   BlackJAX: HMC and NUTS warm up with `blackjax.window_adaptation` (per-chain Stan windows,
   diagonal mass), vmapped over chains; MALA tunes each chain's step size with BlackJAX's
   `dual_averaging_adaptation`; the whole warm-up + sampling function is jitted and compiled
