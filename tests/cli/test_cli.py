@@ -109,7 +109,11 @@ def test_mcmc_bad_input(args, message, tmp_path):
 
 
 def test_quickstart_quick(tmp_path, capsys):
+    import torch
+
+    threads = torch.get_num_threads()
     assert main(["quickstart", "--quick", "--out", str(tmp_path)]) == 0
+    assert torch.get_num_threads() == threads  # the quickstart's one thread is set back
     text = capsys.readouterr().out
     assert "check against the exact moments" in text and "memorization ratio" in text
     assert "Tweedie denoising at sigma 0.5" in text
@@ -132,6 +136,8 @@ def test_quickstart_quick(tmp_path, capsys):
         f"sigma 0.5: PSNR {psnr['psnr_noisy_db']:.2f} -> {psnr['psnr_denoised_db']:.2f}" in report
     )
     assert f"total time {metrics['total_s']:.0f} s" in report
+    # without --threads the quickstart runs on QUICKSTART_THREADS (1) and says so
+    assert metrics["torch_threads"] == 1 and "1 torch thread(s)" in report
     # scorelab report finds the bits/dim the quickstart computed
     assert main(["report", str(tmp_path / "digits"), "-n", "16", "--nfe", "3"]) == 0
     page = (tmp_path / "digits" / "report.html").read_text()
@@ -194,3 +200,17 @@ def test_train_on_a_folder_of_images_of_mixed_sizes(tmp_path, capsys):
     assert (
         main(["sample", str(tmp_path / "run"), "-n", "2", "--nfe", "2", "--sampler", "euler"]) == 0
     )
+
+
+def test_quickstart_keeps_the_threads_given(tmp_path):
+    """``--threads N`` before the command wins over the quickstart's one thread (and the
+    command's own setting is not undone; the process's count is restored here)."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["--threads", "2", "quickstart", "--quick", "--out", str(tmp_path)]) == 0
+        metrics = json.loads((tmp_path / "metrics.json").read_text())
+        assert metrics["torch_threads"] == 2
+    finally:
+        torch.set_num_threads(before)

@@ -206,7 +206,30 @@ def _load() -> float:
         return float("nan")
 
 
+# torch threads for the whole command unless --threads is given: its models are small (an MLP,
+# a 228k-parameter U-Net on 8x8 images), and a second thread costs more in synchronization than
+# it computes. Measured back to back on the 2-core machine at load ~1 (the same numbers either
+# way): 80 s (80 CPU-s) on one thread against 148 s (151 CPU-s) with torch's default of two,
+# whose idle OpenMP threads sleep between operations (the CLI's OMP_WAIT_POLICY=PASSIVE);
+# digits training alone 39 s vs 74 s.
+QUICKSTART_THREADS = 1
+
+
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    if getattr(args, "threads", None) is not None:
+        return _run(args)
+    before = torch.get_num_threads()
+    torch.set_num_threads(QUICKSTART_THREADS)
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
     from matplotlib.figure import Figure
 
     from scorelab.training import TrainConfig
@@ -270,10 +293,12 @@ def run(args: argparse.Namespace) -> int:
     numbers["total_s"] = time.perf_counter() - t0
     numbers["total_cpu_s"] = time.process_time() - c0
     numbers["load_average"] = [load0, _load()]
+    numbers["torch_threads"] = torch.get_num_threads()
     busy = max(numbers["load_average"]) > (os.cpu_count() or 1)  # NaN: not known, not said
     report(
         f"\ntotal time {numbers['total_s']:.0f} s ({numbers['total_cpu_s']:.0f} CPU-s of this "
-        f"process; load average {load0:.1f} at the start, {numbers['load_average'][1]:.1f} at "
+        f"process, {numbers['torch_threads']} torch thread(s); load average {load0:.1f} at the "
+        f"start, {numbers['load_average'][1]:.1f} at "
         "the end" + (": above the core count, other work slowed this run)" if busy else ")")
     )
     (folder / "report.txt").write_text("\n".join(lines) + "\n")
