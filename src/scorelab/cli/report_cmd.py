@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from scorelab.cli.common import fail, load_run_data
 from scorelab.cli.eval_cmd import sample_metrics
-from scorelab.cli.sample_cmd import generate, picture
+from scorelab.cli.sample_cmd import generate, picture, run_family
 
 if TYPE_CHECKING:
     import torch
@@ -85,7 +85,7 @@ def build_report(run_dir: Path, n: int, nfe: int, seed: int) -> str:
     parts: list[str] = []
 
     n_params = sum(p.numel() for p in model.parameters())
-    family = cfg.get("model", "score")
+    family = run_family(record)
     score = family == "score"
     summary = [
         ["data", f"{record['data']['name']} ({len(train)} training examples, event shape "

@@ -135,6 +135,18 @@ def guided_model(model, data, kind: str, weight: float, steps: int, seed: int, d
     return diffusion.ClassifierGuidance(model, clf, weight)
 
 
+def run_family(record: dict) -> str:
+    """The run's model family (``TrainConfig.model``: "score", "vae", ...); a diffusers folder
+    holds a score model."""
+    return record.get("train", {}).get("model", "score")
+
+
+def check_unconditional(family: str, cond) -> None:
+    """Class labels need a score model: the baselines are unconditional."""
+    if cond is not None and family != "score":
+        raise ValueError(f"this run is an unconditional {family.upper()} baseline: drop --class")
+
+
 def generate(record: dict, model, n: int, sampler: str, nfe: int,
              process: str | Process | None, seed: int, cond=None, sigmas=None,
              prior: str | None = None):  # fmt: skip
@@ -147,11 +159,10 @@ def generate(record: dict, model, n: int, sampler: str, nfe: int,
 
     from scorelab import families
 
-    name = record.get("train", {}).get("model", "score")  # a diffusers folder: a score model
-    if cond is not None and name != "score":
-        raise ValueError(f"this run is an unconditional {name.upper()} baseline: drop --class")
+    family = run_family(record)
+    check_unconditional(family, cond)
     gen = torch.Generator().manual_seed(seed)
-    return families.get(name).sample(model, n, generator=gen, sampler=sampler, nfe=nfe,
+    return families.get(family).sample(model, n, generator=gen, sampler=sampler, nfe=nfe,
                                      process=process, cond=cond, sigmas=sigmas,
                                      prior=prior)  # fmt: skip
 
@@ -312,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from scorelab import baselines, diffusion
+    from scorelab import diffusion
     from scorelab.training import distributed
 
     try:
@@ -347,18 +358,18 @@ def run(args: argparse.Namespace) -> int:
                                  "folder carries none: drop --prior")  # fmt: skip
         else:
             data = load_run_data(record)
+        score_model = run_family(record) == "score"
         moments = None
-        if not baselines.is_baseline(model) and not is_diffusers_record(record):
+        if score_model and not is_diffusers_record(record):
             moments = data_moments(Path(args.run_dir), record, data)
             model.data_moments = moments  # diffusion.sample reads them (DataPrior.known)
         levels = None
-        if not baselines.is_baseline(model):
+        if score_model:
             levels = choose_levels(args, model, Path(args.run_dir), moments, sigma_range)
         n, seed = distributed.sample_share(args.n, args.seed)  # this rank's share (torchrun)
         labels = None
         if args.label is not None:
-            if baselines.is_baseline(model):
-                raise ValueError("this run is an unconditional VAE/GAN/DAE baseline: drop --class")
+            check_unconditional(run_family(record), args.label)
             start = distributed.share(args.n, distributed.rank(), distributed.world_size())[0]
             labels = class_labels(args.label, data.num_classes, start, n)
             model = guided_model(model, data, args.guidance_kind, args.guidance,
