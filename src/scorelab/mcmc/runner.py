@@ -583,7 +583,12 @@ class _BlockEngine:
     (``blocks.block_stepwise`` over the kernel's ``Kernel.stepwise``)."""
 
     def __init__(
-        self, target: Density, block: int, compile: bool, jitter: float = 0.0, stepwise=False
+        self,
+        target: Density,
+        block: int,
+        compile: bool,
+        jitter: float = 0.0,
+        stepwise: bool = False,
     ):
         self.target, self.block, self.mode, self.jitter = target, block, compile, jitter
         self.stepwise = stepwise
