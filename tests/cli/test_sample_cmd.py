@@ -95,3 +95,29 @@ def test_process_params_reach_the_process(run):
 def test_errors_name_the_flags(run, args, match):
     with pytest.raises(SystemExit, match=match):
         main(["sample", str(run), "-n", "4", *args])
+
+
+def test_cache_files_appear_whole_or_not_at_all(tmp_path):
+    """Ranks under torchrun store the same data moments at once: while one writes, the path
+    holds the previous whole file (here none), and a failed write leaves no partial file."""
+    from scorelab.cli.sample_cmd import store_atomically
+
+    path = tmp_path / MOMENTS_FILE
+
+    def write(f):
+        assert not path.exists()  # the half-written file is not at the reader's path
+        np.savez(f, mean=np.arange(3.0))
+
+    store_atomically(path, write)
+    with np.load(path) as f:
+        np.testing.assert_array_equal(f["mean"], np.arange(3.0))
+
+    def fails(f):
+        f.write(b"PK")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        store_atomically(path, fails)
+    with np.load(path) as f:  # the earlier file is intact and no temporary file is left
+        np.testing.assert_array_equal(f["mean"], np.arange(3.0))
+    assert [p.name for p in tmp_path.iterdir()] == [MOMENTS_FILE]

@@ -6,9 +6,11 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import scorelab
 from scorelab.cli.common import (
@@ -192,10 +194,24 @@ def data_moments(run_dir: Path, record: dict, data) -> tuple[torch.Tensor, torch
     cov = torch.cov(x.T).reshape(x.shape[1], x.shape[1]) if x.shape[1] <= FULL_COV_MAX_DIM else \
         x.var(0)  # fmt: skip
     try:
-        np.savez(path, mean=mean.numpy(), cov=cov.numpy(), key=np.array(key))
+        store_atomically(path, lambda f: np.savez(f, mean=mean.numpy(), cov=cov.numpy(),
+                                                  key=np.array(key)))  # fmt: skip
     except OSError as err:  # a read-only run folder: use them without storing
         print(f"note: could not store the data moments in {path} ({err.strerror})")
     return mean, cov
+
+
+def store_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` through ``write(file)`` into a file of this process, then rename it over
+    ``path``: under torchrun every rank stores the same cache file at once, and a rank that
+    reads it must never find half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _checkpoint_id(run_dir: Path) -> str | None:
@@ -251,7 +267,7 @@ def fit_schedule(model, run_dir: Path, steps: int, sigma_max: float, sigma_min: 
                   checkpoint=_checkpoint_id(run_dir))  # fmt: skip
     stored.setdefault("levels", {})[str(steps)] = levels
     try:
-        path.write_text(json.dumps(stored, indent=1))
+        store_atomically(path, lambda f: f.write(json.dumps(stored, indent=1).encode()))
         print(f"stored in {path}")
     except OSError as err:
         print(f"note: could not store the schedule in {path} ({err.strerror})")
