@@ -157,6 +157,8 @@ class _GaussianFamily(Density):
         graph (MCMC blocks)."""
         r = torch.softmax(logc, -1)
         lost = torch.isneginf(logc).all(-1)
+        if not torch.compiler.is_compiling() and logc.device.type == "cpu" and not lost.any():
+            return r  # eagerly on the CPU a check is cheaper than the fallback's ops
         nearest = (z.abs() / var.sqrt()).amax(-1).argmin(-1)  # [B]
         one_hot = torch.nn.functional.one_hot(nearest, logc.shape[-1]).to(r)
         return torch.where(lost.unsqueeze(-1), one_hot, r)
@@ -237,8 +239,29 @@ class _GaussianFamily(Density):
         return torch.logsumexp(logc, -1), -self._unrotate_sum(r.unsqueeze(-1) * z / var, xf)
 
     def _value_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        xf, s2 = self._flat(x, None)
-        lp, score = self._value_and_score_flat(xf, s2)
+        """Unsmoothed fast path for MCMC inner loops (what ``_value_and_score_flat`` computes
+        at ``sigma = 0``, with ``1 / lambda_k`` and each component's normalizing constant
+        precomputed and no input checks): ``log p = logsumexp_k c_k``, ``c_k = log w_k -
+        (z_k . z_k / lambda_k + log det 2 pi C_k) / 2``, ``score = -sum_k r_k U_k (z_k /
+        lambda_k)``."""
+        key = (x.dtype, x.device, "unsmoothed")
+        if key not in self._cache:
+            logw, means, evals, evecs = self._params(x)
+            const = logw - 0.5 * (evals.log().sum(-1) + self.dim * LOG_2PI)
+            self._cache[key] = (const, means, evals, 1 / evals)
+        const, means, evals, inv = self._cache[key]
+        xf = x if x.ndim == 2 else x.reshape(-1, self.dim)
+        z = xf[:, None, :] - means  # [B, K, d]
+        evecs = self._params(x)[3]
+        if evecs is not None:
+            z = torch.einsum("bkd,kde->bke", z, evecs)
+        w = z * inv
+        logc = const - 0.5 * (z * w).sum(-1)
+        lp = torch.logsumexp(logc, -1)
+        r = self._responsibilities(logc, z, evals)
+        score = -self._unrotate_sum(r.unsqueeze(-1) * w, xf)
+        if x.ndim == 2:  # [chains, d], as MCMC kernels call it
+            return lp, score
         return lp.reshape(x.shape[:-1]), score.reshape(x.shape)
 
     def _log_prob(self, x: Tensor) -> Tensor:

@@ -32,13 +32,28 @@ class Laplace(Density):
         check_finite(self.loc, "loc")
         check_positive(self.scale, "scale")
         self._b = self.scale / math.sqrt(2)  # the Laplace scale parameter b = sd / sqrt(2)
+        self._cache: dict[tuple[torch.dtype, torch.device], tuple[Tensor, Tensor, Tensor]] = {}
+
+    def _params(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``loc``, ``1 / b`` and ``sum log 2b`` in ``x``'s dtype and device (cached)."""
+        key = (x.dtype, x.device)
+        if key not in self._cache:
+            const = torch.log(2 * self._b).sum()
+            self._cache[key] = tuple(t.to(x) for t in (self.loc, 1 / self._b, const))
+        return self._cache[key]
 
     def _log_prob(self, x: Tensor) -> Tensor:
-        loc, b = self.loc.to(x), self._b.to(x)
-        return (-(x - loc).abs() / b - torch.log(2 * b)).sum(-1)
+        loc, inv_b, const = self._params(x)
+        return -((x - loc).abs() * inv_b).sum(-1) - const
 
     def _score(self, x: Tensor) -> Tensor:
-        return -torch.sign(x - self.loc.to(x)) / self._b.to(x)
+        loc, inv_b, _ = self._params(x)
+        return -torch.sign(x - loc) * inv_b
+
+    def _value_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        loc, inv_b, const = self._params(x)
+        d = x - loc
+        return -(d.abs() * inv_b).sum(-1) - const, -torch.sign(d) * inv_b
 
     def _sample(self, n, generator, dtype, device) -> Tensor:
         # difference of two Exp(1) draws is Laplace(0, 1); 1 - U lies in (0, 1]
@@ -61,15 +76,29 @@ class Banana(Density):
             raise ValueError(f"b must be finite; got {b}")
         self.a, self.b, self.dim, self.normalized = float(a), float(b), 2, True
 
+    # log p and the score share x1 and u = x2 - b (x1^2 - a^2): MCMC kernels take both at once
+    def _parts(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        x1 = x[..., 0]
+        sq = x1 * x1
+        return x1, sq, x[..., 1] - self.b * (sq - self.a**2)
+
+    def _value(self, sq: Tensor, u: Tensor) -> Tensor:
+        return -0.5 * (sq / self.a**2 + u * u) - (math.log(self.a) + LOG_2PI)
+
+    def _grad(self, x1: Tensor, u: Tensor) -> Tensor:
+        return torch.stack([x1 * (2 * self.b * u - 1 / self.a**2), -u], -1)
+
     def _log_prob(self, x: Tensor) -> Tensor:
-        x1, x2 = x[..., 0], x[..., 1]
-        u = x2 - self.b * (x1**2 - self.a**2)
-        return -0.5 * (x1**2 / self.a**2 + u**2) - math.log(self.a) - LOG_2PI
+        _, sq, u = self._parts(x)
+        return self._value(sq, u)
 
     def _score(self, x: Tensor) -> Tensor:
-        x1, x2 = x[..., 0], x[..., 1]
-        u = x2 - self.b * (x1**2 - self.a**2)
-        return torch.stack([-x1 / self.a**2 + 2 * self.b * x1 * u, -u], -1)
+        x1, _, u = self._parts(x)
+        return self._grad(x1, u)
+
+    def _value_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        x1, sq, u = self._parts(x)
+        return self._value(sq, u), self._grad(x1, u)
 
     def _sample(self, n, generator, dtype, device) -> Tensor:
         z = randn((n, 2), generator, dtype, device)
@@ -92,19 +121,31 @@ class Funnel(Density):
         check_positive(scale, "scale")
         self.dim, self.scale, self.normalized = dim, float(scale), True
 
-    def _log_prob(self, x: Tensor) -> Tensor:
-        v, rest = x[..., 0], x[..., 1:]
+    # log p and the score share v, e^-v and |x_1..|^2: MCMC kernels take both at once
+    def _parts(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        v, rest = x[..., :1], x[..., 1:]
+        return v, rest, torch.exp(-v), (rest * rest).sum(-1, keepdim=True)
+
+    def _value(self, v: Tensor, inv: Tensor, r2: Tensor) -> Tensor:
         k = self.dim - 1
         lp_v = -0.5 * (v / self.scale) ** 2 - math.log(self.scale) - 0.5 * LOG_2PI
-        lp_x = -0.5 * (rest**2).sum(-1) * torch.exp(-v) - 0.5 * k * (v + LOG_2PI)
-        return lp_v + lp_x
+        lp_x = -0.5 * r2 * inv - 0.5 * k * (v + LOG_2PI)
+        return (lp_v + lp_x).squeeze(-1)
+
+    def _grad(self, v: Tensor, rest: Tensor, inv: Tensor, r2: Tensor) -> Tensor:
+        g_v = -v / self.scale**2 + 0.5 * r2 * inv - 0.5 * (self.dim - 1)
+        return torch.cat([g_v, -rest * inv], -1)
+
+    def _log_prob(self, x: Tensor) -> Tensor:
+        v, _, inv, r2 = self._parts(x)
+        return self._value(v, inv, r2)
 
     def _score(self, x: Tensor) -> Tensor:
-        v, rest = x[..., :1], x[..., 1:]
-        k = self.dim - 1
-        inv = torch.exp(-v)
-        g_v = -v / self.scale**2 + 0.5 * (rest**2).sum(-1, keepdim=True) * inv - 0.5 * k
-        return torch.cat([g_v, -rest * inv], -1)
+        return self._grad(*self._parts(x))
+
+    def _value_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        v, rest, inv, r2 = self._parts(x)
+        return self._value(v, inv, r2), self._grad(v, rest, inv, r2)
 
     def _sample(self, n, generator, dtype, device) -> Tensor:
         z = randn((n, self.dim), generator, dtype, device)

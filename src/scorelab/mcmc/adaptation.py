@@ -34,9 +34,13 @@ def da_init(step_size: Tensor) -> DAState:
     return DAState(log_step, log_step.clone(), zero, log_step + math.log(10.0), zero.clone())
 
 
-def da_update(s: DAState, accept_prob: Tensor, target: float, mask: Tensor) -> DAState:
+def da_update(s: DAState, accept_prob: Tensor, target: float, mask: Tensor | bool) -> DAState:
     """One dual-averaging update from the acceptance probabilities ``[chains]``, applied where
-    ``mask`` (a bool scalar or ``[chains]``) is true; Hoffman & Gelman 2014, eqs. (5)-(6)."""
+    ``mask`` (a bool tensor, scalar or ``[chains]``, or a Python bool) is true; Hoffman & Gelman
+    2014, eqs. (5)-(6). A Python bool (the eager runner's per-transition flag) skips the
+    selection: the same numbers in fewer operations."""
+    if mask is False:
+        return s
     t = s.t + 1
     eta = 1 / (t + T0)
     h_bar = (1 - eta) * s.h_bar + eta * (target - accept_prob)
@@ -44,11 +48,16 @@ def da_update(s: DAState, accept_prob: Tensor, target: float, mask: Tensor) -> D
     w = (-KAPPA * t.log()).exp()  # t^-kappa; pow rounds differently compiled and eager
     bar = w * log_step + (1 - w) * s.log_step_bar
     new = DAState(log_step, bar, h_bar, s.mu, t)
+    if mask is True:
+        return new
     return DAState(*(torch.where(mask, a, b) for a, b in zip(new, s, strict=True)))
 
 
-def da_step_size(s: DAState, adapting: Tensor) -> Tensor:
-    """The step sizes ``[chains]``: the iterate while ``adapting``, the average afterwards."""
+def da_step_size(s: DAState, adapting: Tensor | bool) -> Tensor:
+    """The step sizes ``[chains]``: the iterate while ``adapting``, the average afterwards
+    (``adapting`` a bool tensor or a Python bool, as in ``da_update``)."""
+    if isinstance(adapting, bool):
+        return (s.log_step if adapting else s.log_step_bar).exp()
     return torch.where(adapting, s.log_step, s.log_step_bar).exp()
 
 

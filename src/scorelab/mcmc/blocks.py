@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.utils._pytree import tree_map
 
 from scorelab.densities.base import Density
 from scorelab.mcmc.adaptation import DAState, da_step_size, da_update
@@ -26,9 +27,11 @@ from scorelab.mcmc.kernels import Info, Kernel, State, select, while_loop_tree
 STAGED = 8
 
 
-def jittered(h: Tensor, adapting: Tensor, jitter: float, u: Tensor) -> Tensor:
-    """``h`` times ``1 + jitter (2u - 1)`` where not ``adapting`` (a scalar or per chain):
-    Neal 2011, sec. 5.4.2.3 (Stan's ``stepsize_jitter``)."""
+def jittered(h: Tensor, adapting: Tensor | bool, jitter: float, u: Tensor) -> Tensor:
+    """``h`` times ``1 + jitter (2u - 1)`` where not ``adapting`` (a bool tensor, scalar or per
+    chain, or a Python bool): Neal 2011, sec. 5.4.2.3 (Stan's ``stepsize_jitter``)."""
+    if isinstance(adapting, bool):
+        return h if adapting else h * (1.0 + jitter * (2.0 * u - 1.0))
     return h * torch.where(adapting, 1.0, 1.0 + jitter * (2.0 * u - 1.0))
 
 
@@ -38,7 +41,8 @@ def after_step(
     """What follows a kernel step: unadjusted divergences set back, the dual-averaging update
     (Hoffman & Gelman 2014, Alg. 5) where ``adapting`` (a scalar or per chain), and the
     per-chain outputs ``(x, accepted, accept_prob, diverged, step size, grad evals, extra)``.
-    Returns (new state, adaptation state, outputs)."""
+    Returns (new state, adaptation state, outputs). ``adapting`` may be a Python bool (the
+    eager runner's): the same numbers with the selections skipped."""
     if not k.adjusted:
         bad = info.diverged
         new = State(
@@ -46,20 +50,17 @@ def after_step(
             select(bad, state.log_prob, new.log_prob),
             None if new.score is None else select(bad, state.score, new.score),
         )
-    if k.target_accept is not None:
+    if k.target_accept is not None and adapting is not False:
         accept = torch.nan_to_num(info.accept_prob, nan=0.0)
         da = da_update(da, accept, k.target_accept, adapting)
     chains = state.x.shape[0]
-    evals = torch.as_tensor(info.grad_evals, device=state.x.device).long().expand(chains)
-    ys = (
-        new.x.clone(),  # outputs must not alias the carried state inside scan
-        info.accepted.clone(),
-        info.accept_prob.clone(),
-        info.diverged.clone(),
-        h.clone(),
-        evals.clone(),
-        {name: v.clone() for name, v in info.extra.items()},
-    )
+    if isinstance(info.grad_evals, int):
+        evals = torch.full((chains,), info.grad_evals, dtype=torch.long, device=state.x.device)
+    else:
+        evals = info.grad_evals.long().expand(chains)
+    ys = (new.x, info.accepted, info.accept_prob, info.diverged, h, evals, dict(info.extra))
+    if torch.compiler.is_compiling():  # outputs must not alias the carried state inside scan
+        ys = tree_map(torch.clone, ys)
     return new, da, ys
 
 
@@ -79,8 +80,6 @@ def block_stepwise(
     out when a chain fills it. Eagerly Python loops (the bookkeeping skipped in iterations
     where no chain finishes); traced by ``torch.compile``, two nested ``while_loop``s.
     """
-    from torch.utils._pytree import tree_map
-
     sw = k.stepwise
     draws, flags = xs
     x, lp, score, da = carry

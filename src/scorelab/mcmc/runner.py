@@ -480,14 +480,14 @@ def sample(
             run_params = params | (adapter.params() if adapter is not None and warm else {})
             if adapter is not None and not warm:
                 run_params = params | adapter.final_params()
-            flag = torch.tensor([warm and adapting], device=device)
+            flag = bool(warm and adapting)
             h_over = None
             if step_schedule is not None:
-                h_now = da_step_size(da, flag[0]).median().item()
+                h_now = da_step_size(da, flag).median().item()
                 h_over = torch.full((chains,), step_schedule(t, h_now), dtype=dtype, device=device)
             old = state
             state, da, ys, info = _transition(
-                used, target, run_params, state, da, flag[0], generator, h_over, jitter
+                used, target, run_params, state, da, flag, generator, h_over, jitter
             )
             ys = (*(y.unsqueeze(0) for y in ys[:6]), {n: v[None] for n, v in ys[6].items()})
             if adapter is not None and warm:
@@ -560,7 +560,8 @@ def _transition(
     jitter: float = 0.0,
 ) -> tuple[State, DAState, tuple, Info]:
     """One transition of every chain with per-chain step sizes from the dual-averaging state
-    (``h`` overrides them), then one adaptation update where ``adapting`` (a bool scalar).
+    (``h`` overrides them), then one adaptation update where ``adapting`` (a bool scalar
+    tensor, or a Python bool eagerly).
     With ``jitter`` ``j > 0`` each chain's step is multiplied by ``u ~ U(1 - j, 1 + j)`` where
     not ``adapting`` (Neal 2011, sec. 5.4.2.3; Stan's ``stepsize_jitter``); the ``[chains]``
     uniforms are drawn in every transition, so the draws' shapes stay fixed.
@@ -677,12 +678,15 @@ def _block_scan(k: Kernel, target: Density, params: dict, jitter: float, carry, 
 
 
 def _block_eager(k: Kernel, target: Density, params: dict, jitter: float, carry, xs):
-    """The same block, one transition after the other, eagerly (what ``scan`` computes)."""
+    """The same block, one transition after the other, eagerly (what ``scan`` computes). The
+    adaptation flags go in as Python bools, so the transition skips the selections a traced
+    flag needs (same numbers, fewer operations)."""
     body = _block_body(k, target, params, jitter)
     draws, flags = xs
+    rows = list(zip(*(d.unbind(0) for d in draws), strict=True)) if draws else None
     outs = []
-    for i in range(flags.shape[0]):
-        carry, ys = body(carry, ([d[i] for d in draws], flags[i]))
+    for i, flag in enumerate(flags.tolist()):
+        carry, ys = body(carry, (list(rows[i]) if rows else [], flag))
         outs.append(ys)
     stacked = tuple(torch.stack([o[j] for o in outs]) for j in range(6))
     extra = {n: torch.stack([o[6][n] for o in outs]) for n in outs[0][6]}
