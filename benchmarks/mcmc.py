@@ -238,24 +238,31 @@ def score_draws(draws: np.ndarray) -> tuple[float, float]:
     return ess, rhat
 
 
-def initial_points(dim: int, chains: int) -> np.ndarray:
-    """Stan's (and scorelab's) default start, uniform on [-2, 2]^dim, shared by all libraries."""
-    return np.random.default_rng(SEED + dim).uniform(-2, 2, (chains, dim)).astype(np.float32)
+def initial_points(dim: int, chains: int, seed: int = SEED) -> np.ndarray:
+    """Stan's (and scorelab's) default start, uniform on [-2, 2]^dim, shared by all libraries
+    (one set per repeat's ``seed``)."""
+    return np.random.default_rng(seed + dim).uniform(-2, 2, (chains, dim)).astype(np.float32)
 
 
 # -- scorelab ----------------------------------------------------------------------------------
 
 
 def run_scorelab(
-    problem: Problem, sampler: str, steps: tuple[int, int], chains: int, peers, **options
+    problem: Problem,
+    sampler: str,
+    steps: tuple[int, int],
+    chains: int,
+    peers,
+    seed: int = SEED,
+    **options,
 ) -> Row:
     """``scorelab.mcmc.sample`` as a user calls it, plus ``options`` (e.g. ``compile=``)."""
     warmup, draws = steps
-    x0 = torch.from_numpy(initial_points(problem.dim, chains))
+    x0 = torch.from_numpy(initial_points(problem.dim, chains, seed))
     options = {"n_leapfrog": N_LEAPFROG} | options if sampler == "hmc" else options
     res = mcmc.sample(
         problem.builtin(), sampler, chains=chains, steps=draws, warmup=warmup, init=x0,
-        generator=torch.Generator().manual_seed(SEED), progress=False, **options,
+        generator=torch.Generator().manual_seed(seed), progress=False, **options,
     )  # fmt: skip
     ess, rhat = score_draws(res.samples.numpy())
     return Row(
@@ -324,11 +331,13 @@ def mala_warmup(bj: ModuleType, jax: ModuleType, logp: LogProb, key, x0, n: int)
     return state, {"step_size": da_final(da)}, n
 
 
-def run_blackjax(problem: Problem, sampler: str, steps, chains: int, peers) -> Row:
+def run_blackjax(
+    problem: Problem, sampler: str, steps, chains: int, peers, seed: int = SEED
+) -> Row:
     jax, bj = peers["jax"], peers["blackjax"]
     one_chain = blackjax_chain(bj, jax, problem.log_prob(jax.numpy), sampler, steps)
-    keys = jax.random.split(jax.random.key(SEED), chains)
-    x0 = jax.numpy.asarray(initial_points(problem.dim, chains))
+    keys = jax.random.split(jax.random.key(seed), chains)
+    x0 = jax.numpy.asarray(initial_points(problem.dim, chains, seed))
     start = time.perf_counter()
     compiled = jax.jit(jax.vmap(one_chain)).lower(keys, x0).compile()
     compile_s = time.perf_counter() - start
@@ -343,7 +352,7 @@ def run_blackjax(problem: Problem, sampler: str, steps, chains: int, peers) -> R
     )  # fmt: skip
 
 
-def run_numpyro(problem: Problem, sampler: str, steps, chains: int, peers) -> Row:
+def run_numpyro(problem: Problem, sampler: str, steps, chains: int, peers, seed: int = SEED) -> Row:
     """NumPyro NUTS with ``chain_method="vectorized"``: per-chain Stan warm-up, vmapped.
 
     NumPyro compiles inside ``warmup``/``run``, so its compile time is read from JAX's compile
@@ -357,10 +366,10 @@ def run_numpyro(problem: Problem, sampler: str, steps, chains: int, peers) -> Ro
         num_warmup=warmup, num_samples=draws, num_chains=chains, chain_method="vectorized",
         progress_bar=False,
     )  # fmt: skip
-    k_warm, k_draw = jax.random.split(jax.random.key(SEED))
+    k_warm, k_draw = jax.random.split(jax.random.key(seed))
     COMPILE_CLOCK.listen(jax)
     compiled_before, start = COMPILE_CLOCK.seconds, time.perf_counter()
-    x0 = jax.numpy.asarray(initial_points(problem.dim, chains))
+    x0 = jax.numpy.asarray(initial_points(problem.dim, chains, seed))
     runner.warmup(k_warm, init_params=x0, extra_fields=("num_steps",), collect_warmup=True)
     warm_steps = np.asarray(runner.get_extra_fields(group_by_chain=True)["num_steps"])
     runner.run(k_draw, extra_fields=("num_steps", "accept_prob"))
@@ -391,7 +400,7 @@ class _TorchNumpy:
         return getattr(torch, name)
 
 
-def run_pyro(problem: Problem, sampler: str, steps, chains: int, peers) -> Row:
+def run_pyro(problem: Problem, sampler: str, steps, chains: int, peers, seed: int = SEED) -> Row:
     """Pyro's NUTS (``pyro.infer.mcmc.NUTS`` on a ``potential_fn``, Stan's windowed warm-up
     with a diagonal mass, target acceptance 0.8, max tree depth 10), ``PYRO_CHAINS`` chains run
     one after another (Pyro has no vectorized chains; ``num_chains > 1`` forks processes, which
@@ -401,7 +410,7 @@ def run_pyro(problem: Problem, sampler: str, steps, chains: int, peers) -> Row:
     chains = min(chains, PYRO_CHAINS)
     warmup, draws = steps
     logp = problem.log_prob(_TorchNumpy())
-    x0 = torch.from_numpy(initial_points(problem.dim, chains))
+    x0 = torch.from_numpy(initial_points(problem.dim, chains, seed))
     xs, sizes, wall, calls = [], [], 0.0, [0]
 
     def potential(params):
@@ -409,7 +418,7 @@ def run_pyro(problem: Problem, sampler: str, steps, chains: int, peers) -> Row:
         return -logp(params["x"])
 
     for c in range(chains):
-        torch.manual_seed(SEED + c)
+        torch.manual_seed(seed * 1000 + c)
         kernel = pyro_mcmc.NUTS(potential_fn=potential, target_accept_prob=0.8,
                                 max_tree_depth=10, full_mass=False)  # fmt: skip
         run = pyro_mcmc.MCMC(kernel, num_samples=draws, warmup_steps=warmup,
@@ -431,7 +440,7 @@ def run_pyro(problem: Problem, sampler: str, steps, chains: int, peers) -> Row:
 
 @dataclass(frozen=True)
 class Config:
-    """One row of every target's table: ``run(problem, sampler, steps, chains, peers,
+    """One row of every target's table: ``run(problem, sampler, steps, chains, peers, seed,
     **options) -> Row``; ``needs`` names the peer module it requires."""
 
     library: str
@@ -469,11 +478,13 @@ def load_peers() -> dict[str, ModuleType]:
     return {name: mod for name, mod in peers.items() if mod is not None}
 
 
-def measure(config: Config, problem: Problem, steps, chains: int, peers) -> Row | None:
+def measure(
+    config: Config, problem: Problem, steps, chains: int, peers, seed: int = SEED
+) -> Row | None:
     label = f"{problem.name:13s} {config.sampler:5s} {config.library:15s} {chains:6d} chains"
     print(f"  {label} ...", end=" ", flush=True)
     try:
-        row = config.run(problem, config.sampler, steps, chains, peers, **config.options)
+        row = config.run(problem, config.sampler, steps, chains, peers, seed, **config.options)
     except Exception as err:  # one failing run must not lose the others
         print(f"FAILED: {type(err).__name__}: {str(err)[:300]}")
         return None
@@ -582,7 +593,9 @@ METHOD = """\
 - **Chains and steps.** {chains} chains, {warmup} warm-up + {draws} sampling iterations for every
   sampler and library, float32, one thread (`torch.set_num_threads(1)`; JAX on CPU), the same
   starting points (uniform on [-2, 2]^d, Stan's default). Each configuration ran {repeats}
-  time(s); cells show the median and, in parentheses, the range over the repeats.
+  time(s), repeat r from seed r (the sampler's random numbers and the starting points, for
+  every library), so the spread covers the ESS's variation between runs as well as the
+  timing's; cells show the median and, in parentheses, the range over the repeats.
 - **Configurations** (`CONFIGS` in the script). "scorelab": `mcmc.sample(..., compile=True)`:
   blocks of 50 transitions, each one `torch.compile`-d `scan` of the kernel's own step function,
   per-chain dual averaging of the step size inside the block, HMC's diagonal mass in Stan's
@@ -874,7 +887,7 @@ def main() -> None:
         print(f"repeat {rep + 1} of {repeats}: {uptime()}")
         for name in names:
             for c in configs:
-                row = measure(c, PROBLEMS[name], steps, args.chains, peers)
+                row = measure(c, PROBLEMS[name], steps, args.chains, peers, SEED + rep)
                 rows += [row] if row else []
     sweep = not (args.quick or args.no_sweep)
     do_study = not (args.quick or args.no_study)

@@ -355,20 +355,17 @@ class Gaussian(_GaussianFamily):
 
     def _value_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Unsmoothed fast path for MCMC inner loops: ``score = -P (x - mu)`` with the
-        precision ``P`` precomputed, ``log p = (x - mu) . score / 2 - (log det 2 pi C) / 2``."""
+        precision ``P`` precomputed (a ``[d]`` vector for isotropic and diagonal covariances,
+        so no ``d x d`` product), ``log p = (x - mu) . score / 2 - (log det 2 pi C) / 2``."""
         key = (x.dtype, x.device, "precision")
         if key not in self._cache:
             inv = 1 / self._evals[0]
-            prec = (
-                torch.diag(inv)
-                if self._evecs is None
-                else (self._evecs[0] * inv) @ self._evecs[0].T
-            )
+            prec = inv if self._evecs is None else (self._evecs[0] * inv) @ self._evecs[0].T
             const = -0.5 * (self._evals[0].log().sum() + self.dim * LOG_2PI)
-            self._cache[key] = (prec.to(x), self._means[0].to(x), float(const))
-        prec, mean, const = self._cache[key]
+            self._cache[key] = ((-prec).to(x), self._means[0].to(x), float(const))
+        neg_prec, mean, const = self._cache[key]
         diff = x - mean
-        score = -diff @ prec
+        score = diff * neg_prec if neg_prec.ndim == 1 else diff @ neg_prec
         return 0.5 * (diff * score).sum(-1) + const, score
 
     def _log_prob(self, x: Tensor) -> Tensor:
