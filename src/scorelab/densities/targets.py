@@ -121,31 +121,32 @@ class Funnel(Density):
         check_positive(scale, "scale")
         self.dim, self.scale, self.normalized = dim, float(scale), True
 
-    # log p and the score share v, e^-v and |x_1..|^2: MCMC kernels take both at once
+    # log p and the score share v, e^-v and |x_1..|^2: MCMC kernels take both at once.
+    # log p = -(v^2 / scale^2 + e^-v |x_1..|^2 + k v) / 2 - log scale - (k + 1) log(2 pi) / 2
     def _parts(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         v, rest = x[..., :1], x[..., 1:]
-        return v, rest, torch.exp(-v), (rest * rest).sum(-1, keepdim=True)
+        inv = torch.exp(-v)
+        return v, rest, inv, (rest * rest).sum(-1, keepdim=True) * inv
 
-    def _value(self, v: Tensor, inv: Tensor, r2: Tensor) -> Tensor:
+    def _value(self, v: Tensor, spread: Tensor) -> Tensor:
         k = self.dim - 1
-        lp_v = -0.5 * (v / self.scale) ** 2 - math.log(self.scale) - 0.5 * LOG_2PI
-        lp_x = -0.5 * r2 * inv - 0.5 * k * (v + LOG_2PI)
-        return (lp_v + lp_x).squeeze(-1)
+        const = -math.log(self.scale) - 0.5 * self.dim * LOG_2PI
+        return (-0.5 * (v * (v / self.scale**2 + k) + spread) + const).squeeze(-1)
 
-    def _grad(self, v: Tensor, rest: Tensor, inv: Tensor, r2: Tensor) -> Tensor:
-        g_v = -v / self.scale**2 + 0.5 * r2 * inv - 0.5 * (self.dim - 1)
-        return torch.cat([g_v, -rest * inv], -1)
+    def _grad(self, v: Tensor, rest: Tensor, inv: Tensor, spread: Tensor) -> Tensor:
+        g_v = 0.5 * (spread - (self.dim - 1)) - v / self.scale**2
+        return torch.cat([g_v, rest * -inv], -1)
 
     def _log_prob(self, x: Tensor) -> Tensor:
-        v, _, inv, r2 = self._parts(x)
-        return self._value(v, inv, r2)
+        v, _, _, spread = self._parts(x)
+        return self._value(v, spread)
 
     def _score(self, x: Tensor) -> Tensor:
         return self._grad(*self._parts(x))
 
     def _value_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        v, rest, inv, r2 = self._parts(x)
-        return self._value(v, inv, r2), self._grad(v, rest, inv, r2)
+        v, rest, inv, spread = self._parts(x)
+        return self._value(v, spread), self._grad(v, rest, inv, spread)
 
     def _sample(self, n, generator, dtype, device) -> Tensor:
         z = randn((n, self.dim), generator, dtype, device)

@@ -82,7 +82,8 @@ def mh_correct(
     ratio rejects (both become a log-ratio of -inf in ``Info``).
     """
     diverged = ~(proposal.log_prob.abs() < math.inf)  # NaN or +-inf
-    log_ratio = torch.nan_to_num(log_ratio, nan=-math.inf).masked_fill(diverged, -math.inf)
+    inf = math.inf
+    log_ratio = torch.nan_to_num(log_ratio, -inf, inf, -inf).masked_fill(diverged, -inf)
     accepted = mh_accept(log_ratio, generator)
     new = State(
         select(accepted, proposal.x, state.x),
