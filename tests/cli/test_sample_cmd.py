@@ -98,9 +98,10 @@ def test_errors_name_the_flags(run, args, match):
 
 
 def test_cache_files_appear_whole_or_not_at_all(tmp_path):
-    """Ranks under torchrun store the same data moments at once: while one writes, the path
-    holds the previous whole file (here none), and a failed write leaves no partial file."""
-    from scorelab.cli.sample_cmd import store_atomically
+    """Ranks under torchrun store the same data moments at once (through the checkpoints'
+    atomic write): while one writes, the path holds the previous whole file (here none), and a
+    failed write leaves no partial file."""
+    from scorelab.training.checkpoint import write_atomic as store_atomically
 
     path = tmp_path / MOMENTS_FILE
 

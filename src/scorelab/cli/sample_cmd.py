@@ -6,11 +6,9 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 import scorelab
 from scorelab.cli.common import (
@@ -184,6 +182,8 @@ def data_moments(run_dir: Path, record: dict, data) -> tuple[torch.Tensor, torch
     import numpy as np
     import torch
 
+    from scorelab.training.checkpoint import write_atomic
+
     path, key = run_dir / MOMENTS_FILE, _data_key(record)
     if path.exists():
         with np.load(path) as f:
@@ -194,24 +194,11 @@ def data_moments(run_dir: Path, record: dict, data) -> tuple[torch.Tensor, torch
     cov = torch.cov(x.T).reshape(x.shape[1], x.shape[1]) if x.shape[1] <= FULL_COV_MAX_DIM else \
         x.var(0)  # fmt: skip
     try:
-        store_atomically(path, lambda f: np.savez(f, mean=mean.numpy(), cov=cov.numpy(),
-                                                  key=np.array(key)))  # fmt: skip
+        write_atomic(path, lambda f: np.savez(f, mean=mean.numpy(), cov=cov.numpy(),
+                                              key=np.array(key)))  # fmt: skip
     except OSError as err:  # a read-only run folder: use them without storing
         print(f"note: could not store the data moments in {path} ({err.strerror})")
     return mean, cov
-
-
-def store_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write ``path`` through ``write(file)`` into a file of this process, then rename it over
-    ``path``: under torchrun every rank stores the same cache file at once, and a rank that
-    reads it must never find half of one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _checkpoint_id(run_dir: Path) -> str | None:
@@ -241,6 +228,7 @@ def fit_schedule(model, run_dir: Path, steps: int, sigma_max: float, sigma_min: 
     import torch
 
     from scorelab import diffusion
+    from scorelab.training.checkpoint import write_atomic
 
     gen = torch.Generator().manual_seed(OPT_SEED)
     device = diffusion.model_device(model) or torch.device("cpu")
@@ -267,7 +255,7 @@ def fit_schedule(model, run_dir: Path, steps: int, sigma_max: float, sigma_min: 
                   checkpoint=_checkpoint_id(run_dir))  # fmt: skip
     stored.setdefault("levels", {})[str(steps)] = levels
     try:
-        store_atomically(path, lambda f: f.write(json.dumps(stored, indent=1).encode()))
+        write_atomic(path, lambda f: f.write(json.dumps(stored, indent=1).encode()))
         print(f"stored in {path}")
     except OSError as err:
         print(f"note: could not store the schedule in {path} ({err.strerror})")
@@ -374,7 +362,8 @@ def run(args: argparse.Namespace) -> int:
                                  "folder carries none: drop --prior")  # fmt: skip
         else:
             data = load_run_data(record)
-        score_model = run_family(record) == "score"
+        family = run_family(record)
+        score_model = family == "score"
         moments = None
         if score_model and not is_diffusers_record(record):
             moments = data_moments(Path(args.run_dir), record, data)
@@ -385,7 +374,7 @@ def run(args: argparse.Namespace) -> int:
         n, seed = distributed.sample_share(args.n, args.seed)  # this rank's share (torchrun)
         labels = None
         if args.label is not None:
-            check_unconditional(run_family(record), args.label)
+            check_unconditional(family, args.label)
             start = distributed.share(args.n, distributed.rank(), distributed.world_size())[0]
             labels = class_labels(args.label, data.num_classes, start, n)
             model = guided_model(model, data, args.guidance_kind, args.guidance,

@@ -683,10 +683,10 @@ def _block_eager(k: Kernel, target: Density, params: dict, jitter: float, carry,
     flag needs (same numbers, fewer operations)."""
     body = _block_body(k, target, params, jitter)
     draws, flags = xs
-    rows = list(zip(*(d.unbind(0) for d in draws), strict=True)) if draws else None
+    per_row = [d.unbind(0) for d in draws]  # views, split once per block
     outs = []
     for i, flag in enumerate(flags.tolist()):
-        carry, ys = body(carry, (list(rows[i]) if rows else [], flag))
+        carry, ys = body(carry, ([d[i] for d in per_row], flag))
         outs.append(ys)
     stacked = tuple(torch.stack([o[j] for o in outs]) for j in range(6))
     extra = {n: torch.stack([o[6][n] for o in outs]) for n in outs[0][6]}

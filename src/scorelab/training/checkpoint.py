@@ -13,8 +13,9 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from safetensors import SafetensorError
@@ -38,12 +39,25 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` through ``write(file)`` into a temporary file of this process, flush it to
+    disk and rename it over ``path``: a process killed midway, or another process (a torchrun
+    rank) writing the same file at once, never leaves half a file at ``path``; a failed write
+    leaves the earlier file and no temporary one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            write(f)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temporary file, flush it to disk, and rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    _fsync(tmp)
-    os.replace(tmp, path)
+    """``obj`` as JSON at ``path``, written atomically (``write_atomic``)."""
+    text = json.dumps(obj, indent=2, default=str) + "\n"
+    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def save_checkpoint(
