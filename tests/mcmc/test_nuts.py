@@ -100,7 +100,8 @@ def _recursive_turning(metric, ps, n):
 @pytest.mark.parametrize("dense", [False, True])
 def test_iterative_checks_match_the_recursive_tree(dense):
     """The checkpointed, iterative check at each leaf of a depth-4 subtree equals checking
-    every completed sub-subtree recursively, on random momenta with a random metric."""
+    every completed sub-subtree recursively, on random momenta with a random metric; so does
+    the compiled loop's windowed check."""
     g = _gen(3)
     chains, dim, depth = 200, 3, 4
     if dense:
@@ -122,6 +123,12 @@ def test_iterative_checks_match_the_recursive_tree(dense):
         got = nuts.subtree_turning(metric, lo, hi, *ck, rho, p, p_prev)
         want = _recursive_turning(metric, ps, n)
         assert torch.equal(got, want), n
+        # the compiled loop's levels: scalar tensors, or one per chain; checked on a window
+        # of nuts.WINDOW levels (leaves 7 and 15 end subtrees at 3 and 4: every level)
+        for shape in ((), (chains,)):
+            lo_t, hi_t = (torch.full(shape, v, dtype=torch.long) for v in (lo, hi))
+            got = nuts._turning_in_window(metric, lo_t, hi_t, ck, rho, p, p_prev)
+            assert torch.equal(got, want), (n, shape)
         seen |= set(want.tolist())
         rho, p_prev = rho + p, p
     assert seen == {True, False}  # both outcomes exercised

@@ -165,6 +165,41 @@ def subtree_turning(
     return (turned & ((idx >= lo) & (idx <= hi))).any(1)
 
 
+# Checkpoint levels checked at once in the compiled loop: a leaf ends subtrees at as many
+# levels as its index has trailing one bits, at most 2 for 3 leaves in 4 (the rest check every
+# level).
+WINDOW = 2
+
+
+def _turning_in_window(
+    metric: Metric,
+    lo: Tensor,
+    hi: Tensor,
+    ck: tuple[Tensor, Tensor, Tensor],
+    rho: Tensor,
+    p: Tensor,
+    p_prev: Tensor,
+) -> Tensor:
+    """``subtree_turning`` for tensor levels ``lo..hi`` (scalars, or one per chain) on the
+    ``WINDOW`` levels ending at ``hi`` when they hold ``lo..hi`` for every chain, on every
+    level otherwise (``torch.cond``: one branch runs). The same per-level dot products as the
+    masked full arrays, so the same answer at a fraction of the cost (measured: each level
+    checked costs about 7 us a leaf at 100-D and 64 chains, compiled; 9 levels at the default
+    depth 10, where most leaves need one or two)."""
+    start = (hi - (WINDOW - 1)).clamp(min=0)
+
+    def window(*ck: Tensor) -> Tensor:
+        idx = _column(start) + torch.arange(WINDOW, device=p.device)  # [1|chains, WINDOW]
+        idx = idx.expand(p.shape[0], -1)[..., None].expand(-1, -1, p.shape[-1])
+        ck = tuple(c.gather(1, idx) for c in ck)
+        return subtree_turning(metric, lo - start, hi - start, *ck, rho, p, p_prev)
+
+    def every(*ck: Tensor) -> Tensor:
+        return subtree_turning(metric, lo, hi, *ck, rho, p, p_prev)
+
+    return torch.cond((lo < start).any(), every, window, ck)
+
+
 # -- how the proposal is chosen ---------------------------------------------------------------
 
 
@@ -298,6 +333,8 @@ def _add_leaf(
     elif ints:  # levels lo..hi, and hi + 1 as the split of level hi's subtree (if stored)
         window = tuple(c[:, lo : hi + 2] for c in ck)
         turned = subtree_turning(metric, 0, hi - lo, *window, rho, p, p_prev)
+    elif ck[0].shape[1] > WINDOW:
+        turned = _turning_in_window(metric, lo, hi, ck, rho, p, p_prev)
     else:
         turned = subtree_turning(metric, lo, hi, *ck, rho, p, p_prev)
     return accept_sum, log_w_sum, pick, rho + p, ck, diverged | turned, diverged
