@@ -42,8 +42,9 @@ def test_value_and_score_is_log_prob_and_score(name, dtype):
     """The fused pass MCMC kernels call (closed forms sharing their sub-expressions, the
     mixtures' precomputed constants) gives what ``log_prob`` and ``score`` give, to rounding:
     float64 to 1e-12, float32 to a few ulps of the terms (points up to 4 sd out, some far out in
-    the mixtures' tails where the responsibilities are one-hot)."""
-    from scorelab.densities.base import value_and_score
+    the mixtures' tails where the responsibilities are one-hot); ``inner_score``, the score
+    alone, gives the same score."""
+    from scorelab.densities.base import inner_score, value_and_score
 
     dens = make(name)
     x = 2 * torch.randn(300, dens.dim, generator=_gen(2), dtype=dtype)
@@ -54,6 +55,8 @@ def test_value_and_score_is_log_prob_and_score(name, dtype):
     torch.testing.assert_close(score, dens.score(x), **tol)
     ref = autograd_score(dens.log_prob, x.double()).to(dtype)
     torch.testing.assert_close(score, ref, **tol)
+    # the score alone (HMC's inner leapfrog steps): the same numbers as with the value
+    assert torch.equal(inner_score(dens, x), score)
 
 
 def test_laplace_density_and_moments():

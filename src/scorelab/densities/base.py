@@ -58,6 +58,11 @@ class Density:
             return self._log_prob(x), self._score(x)
         return autograd_value_and_score(self._log_prob, x)  # log p from the same pass
 
+    def _inner_score(self, x: Tensor) -> Tensor:
+        # what ``inner_score`` computes: densities whose score costs less without log p
+        # override it (closed forms); by autograd log p comes with the score anyway
+        return self._value_and_score(x)[1]
+
     def _sample(
         self, n: int, generator: torch.Generator | None, dtype: torch.dtype, device: torch.device
     ) -> Tensor:
@@ -74,6 +79,13 @@ def value_and_score(density: Density, x: Tensor) -> tuple[Tensor, Tensor]:
     """``(log p(x), grad log p(x))`` in one pass where the density allows it (no input checks:
     for inner loops such as MCMC kernels)."""
     return density._value_and_score(x)
+
+
+def inner_score(density: Density, x: Tensor) -> Tensor:
+    """``grad log p(x)`` alone, no input checks: for inner loops that never read ``log p``
+    there (HMC's leapfrog steps before the last), where a closed form costs fewer operations
+    without the value."""
+    return density._inner_score(x)
 
 
 def autograd_value_and_score(

@@ -353,10 +353,10 @@ class Gaussian(_GaussianFamily):
         evals, evecs, self.cov_type = _spectrum(c, 1, d, "cov")
         self._setup(torch.ones(1, dtype=torch.float64), mu.unsqueeze(0), evals, evecs)
 
-    def _value_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Unsmoothed fast path for MCMC inner loops: ``score = -P (x - mu)`` with the
-        precision ``P`` precomputed (a ``[d]`` vector for isotropic and diagonal covariances,
-        so no ``d x d`` product), ``log p = (x - mu) . score / 2 - (log det 2 pi C) / 2``."""
+    def _diff_and_score(self, x: Tensor) -> tuple[Tensor, Tensor, float]:
+        """``x - mu``, the score ``-P (x - mu)`` and ``-(log det 2 pi C) / 2``, with ``-P``
+        precomputed (cached per dtype and device): a ``[d]`` vector for isotropic and
+        diagonal covariances, so no ``d x d`` product."""
         key = (x.dtype, x.device, "precision")
         if key not in self._cache:
             inv = 1 / self._evals[0]
@@ -365,8 +365,16 @@ class Gaussian(_GaussianFamily):
             self._cache[key] = ((-prec).to(x), self._means[0].to(x), float(const))
         neg_prec, mean, const = self._cache[key]
         diff = x - mean
-        score = diff * neg_prec if neg_prec.ndim == 1 else diff @ neg_prec
+        return diff, diff * neg_prec if neg_prec.ndim == 1 else diff @ neg_prec, const
+
+    def _value_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Unsmoothed fast path for MCMC inner loops: ``score = -P (x - mu)``,
+        ``log p = (x - mu) . score / 2 - (log det 2 pi C) / 2``."""
+        diff, score, const = self._diff_and_score(x)
         return 0.5 * (diff * score).sum(-1) + const, score
+
+    def _inner_score(self, x: Tensor) -> Tensor:
+        return self._diff_and_score(x)[1]
 
     def _log_prob(self, x: Tensor) -> Tensor:
         return self._value_and_score(x)[0]

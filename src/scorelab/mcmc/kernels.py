@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from scorelab._utils import rand, randn
-from scorelab.densities.base import Density, value_and_score
+from scorelab.densities.base import Density, inner_score, value_and_score
 from scorelab.mcmc.metric import Metric, as_metric, per_chain
 
 # An HMC transition whose energy error exceeds this is a divergence (as in Stan).
@@ -158,16 +158,25 @@ def leapfrog(
 ) -> tuple[State, Tensor]:
     """Störmer-Verlet for ``H = -log p(x) + p^T M^{-1} p / 2`` (``Metric``: diagonal or dense
     ``M^{-1}``; ``h`` a float or one per chain); reversible and volume preserving. Returns the
-    end state and momentum; one score evaluation a step."""
+    end state and momentum; one score evaluation a step, ``log p`` only at the end (the steps
+    before it take the score alone, ``inner_score``)."""
     metric = as_metric(inv_mass, state.x)
     h = per_chain(h, state.x)
     x, score = state.x, state.score
     lp = state.log_prob
-    p = p + 0.5 * h * score  # half step in momentum
+    half = 0.5 * h
+    # x += h M^{-1} p; diagonal: h M^{-1} formed once per trajectory (one product a step).
+    # Not torch.addcmul: eagerly it may round differently (fused multiply-add) from the
+    # compiled block's mul + add, and compiled blocks must give the eager chains bit for bit
+    h_inv_mass = None if metric.dense else h * metric.inv_mass
+    p = p + half * score  # half step in momentum
     for i in range(n_steps):
-        x = x + h * metric.velocity(p)  # full step in position
-        lp, score = value_and_score(target, x)
-        p = p + (h if i < n_steps - 1 else 0.5 * h) * score  # full step, half at the end
+        x = x + (h * (p @ metric.inv_mass) if h_inv_mass is None else h_inv_mass * p)
+        if i < n_steps - 1:
+            p = p + h * inner_score(target, x)  # full step
+        else:
+            lp, score = value_and_score(target, x)
+            p = p + half * score  # half step at the end
     return State(x, lp, score), p
 
 
