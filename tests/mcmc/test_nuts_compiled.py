@@ -110,3 +110,37 @@ def test_compiled_nuts_gives_the_eager_chains():
     torch.testing.assert_close(fast.accept_rate, slow.accept_rate, rtol=0, atol=1e-12)
     assert fast.extra["tree_depth"].float().mean() > 1  # real trees, not single steps
     assert math.isfinite(fast.compile_time) and fast.compile_time > 0
+
+
+def test_auto_compile_counts_the_lock_step_leaves():
+    """``compile="auto"`` for NUTS: a transition costs its longest tree (lock step), the rate
+    is the block's mean, and the remaining transitions compile at NUTS_AUTO_COMPILE_LEAVES."""
+    from scorelab.mcmc.runner import NUTS_AUTO_COMPILE_LEAVES, nuts_auto_compile
+
+    leaves = torch.tensor([[3, 7], [15, 1]])  # longest trees 7 and 15: 11 a transition
+    at = -(-NUTS_AUTO_COMPILE_LEAVES // 11)  # the fewest remaining transitions that compile
+    assert nuts_auto_compile(leaves, at) and not nuts_auto_compile(leaves, at - 1)
+    assert not nuts_auto_compile(leaves, 0)
+
+
+def test_auto_keeps_a_short_nuts_run_eager():
+    target = _correlated()
+    res = mcmc.sample(target, "nuts", chains=4, steps=60, warmup=40, generator=_gen(1),
+                      progress=False)  # fmt: skip
+    assert not res.compiled and res.compile_time == 0
+
+
+@pytest.mark.slow
+def test_auto_compiles_after_an_eager_block_with_the_same_chains(monkeypatch):
+    """Long trees and enough transitions left: "auto" compiles after its first (eager) block,
+    and the chains are those of an eager run (fixed step size: bit for bit)."""
+    from scorelab.mcmc import runner
+
+    monkeypatch.setattr(runner, "NUTS_AUTO_COMPILE_LEAVES", 500)
+    target = _correlated()
+    kw = dict(chains=6, steps=120, warmup=0, step_size=0.3, max_tree_depth=5, dtype=F64)
+    auto = mcmc.sample(target, "nuts", compile="auto", generator=_gen(4), progress=False, **kw)
+    eager = mcmc.sample(target, "nuts", compile=False, generator=_gen(4), progress=False, **kw)
+    assert auto.compiled and not eager.compiled
+    assert torch.equal(auto.samples, eager.samples)
+    assert torch.equal(auto.extra["n_leapfrog"], eager.extra["n_leapfrog"])

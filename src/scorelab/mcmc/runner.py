@@ -52,6 +52,12 @@ BLOCK = 50
 # Gaussian, 64 chains: break-even 50k-240k, docs/design.md), so shorter runs finish sooner
 # eagerly. A count, not a timing, so the choice (and the chains) never depends on load.
 AUTO_COMPILE_WORK = 100_000
+# NUTS's trees are not known up front: "auto" runs its first block eagerly and compiles the
+# rest when the leaf iterations they would take at the first block's rate (each transition
+# as long as its longest tree: chains run in lock step) reach this. Measured on a quiet 2-core
+# CPU (100-D Gaussians, 64 chains): eager 0.6-0.8 ms a leaf iteration, compiled 0.10-0.13 ms,
+# a NUTS block compiles in 12-23 s: break-even about 20k-35k iterations (docs/design.md).
+NUTS_AUTO_COMPILE_LEAVES = 30_000
 # Inductor's per-call checks of every input's sizes, strides, alignment and scalar ranges run
 # in Python inside the compiled loop, once per transition (scan) or leaf (NUTS's while_loop):
 # about 25 checks of ~0.5 us against a fused kernel of a few us on small targets. The block's
@@ -363,7 +369,9 @@ def sample(
         compile: run blocks of transitions as one ``torch.compile``-d call (True), eagerly
             (False), or "auto": compile when ``(warmup + steps) x n_leapfrog`` (HMC; x 1 for the
             others) ``>= AUTO_COMPILE_WORK`` (100,000; compiling costs seconds, so short runs
-            stay eager). The same seed gives the same
+            stay eager); NUTS (up to 128 chains) runs its first block eagerly and compiles the
+            rest if its trees say they would take ``NUTS_AUTO_COMPILE_LEAVES`` (30,000) leaf
+            iterations or more (``nuts_auto_compile``). The same seed gives the same
             chains either way, up to floating-point rounding (compiled code may round
             differently; an accept/reject decision at the edge can then differ).
         stepwise: NUTS: in a block, run each chain's transitions back to back instead of in
@@ -454,16 +462,12 @@ def sample(
     out = _Outputs(chains, steps, thin, warmup, target.dim, dtype, device)
     total = warmup + steps
     bar = progress_counter(total, kernel, show=progress)
+    # NUTS under "auto" decides after its first block (eager), from its trees; never above
+    # 128 chains: at 1024 chains (100-D Gaussian) a compiled block ran 1.1 s a transition
+    # against 0.55 s for the earlier gathered eager code, after a 700 s compile (H4, #16)
+    decide_nuts = compile == "auto" and kernel == "nuts" and chains <= 128
     if compile == "auto":
-        # NUTS's leaves per transition are unknown up front: 2^(max_tree_depth / 2) (32 at
-        # depth 10) as its estimate; measured break-even 30k-60k leaves (eager 0.6-1.3 ms a
-        # leaf at 64 chains, compiled 0.2-0.3 ms, compile 60-130 s at load 12). Not above 128
-        # chains: at 1024 chains (100-D Gaussian) a compiled block ran 1.1 s a transition
-        # against 0.55 s for the earlier gathered eager code, after a 700 s compile (H4, #16)
-        per = 1
-        if kernel == "nuts":
-            per = 2 ** (params.get("max_tree_depth", 10) // 2) if chains <= 128 else 0
-        compile = total * params.get("n_leapfrog", per) >= AUTO_COMPILE_WORK
+        compile = kernel != "nuts" and total * params.get("n_leapfrog", 1) >= AUTO_COMPILE_WORK
     engine = _BlockEngine(target, block_size, compile, jitter, stepwise)
     t = 0
     while t < total:
@@ -475,6 +479,9 @@ def sample(
             run_params = params | (adapter.final_params() if adapter is not None else {})
             state, da, ys = engine.run(k, state, da, flags, run_params, generator)
             n = block_size
+            if decide_nuts:
+                engine.mode = nuts_auto_compile(ys[5], total - t - n)
+                decide_nuts = False
         else:
             used = warm_k if warm else k
             run_params = params | (adapter.params() if adapter is not None and warm else {})
@@ -527,6 +534,16 @@ def sample(
         compiled=engine.compiled is not None and engine.used_compiled,
         max_tree_depth=params.get("max_tree_depth", 10) if "tree_depth" in out.extra else None,
     )
+
+
+def nuts_auto_compile(leaves: Tensor, remaining: int) -> bool:
+    """``compile="auto"`` for NUTS: compile the remaining transitions when, at the rate of a
+    block's leapfrog steps ``leaves`` ``[block, chains]`` (each transition costing its longest
+    tree's leaves, as chains run in lock step), they would take ``NUTS_AUTO_COMPILE_LEAVES``
+    leaf iterations or more. A function of the trees, never of timings: the same seed makes
+    the same choice (and the compiled blocks continue the eager chains)."""
+    per_transition = leaves.max(1).values.double().mean().item()
+    return remaining * per_transition >= NUTS_AUTO_COMPILE_LEAVES
 
 
 def _init_state(target: Density, k: Kernel, x0: Tensor) -> State:
