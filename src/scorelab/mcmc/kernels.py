@@ -61,15 +61,25 @@ def init(target: Density, x: Tensor, with_score: bool = True) -> State:
 
 def mh_accept(log_ratio: Tensor, generator: torch.Generator | None) -> Tensor:
     """Metropolis-Hastings: accept with probability ``min(1, exp(log_ratio))``; NaN rejects."""
+    return _accept(torch.nan_to_num(log_ratio, nan=-math.inf), generator)
+
+
+def _accept(log_ratio: Tensor, generator: torch.Generator | None) -> Tensor:
+    """``mh_accept`` for a log-ratio without NaN."""
     u = rand(log_ratio.shape, generator, log_ratio.dtype, log_ratio.device)
-    return torch.log(u) < torch.nan_to_num(log_ratio, nan=-math.inf)
+    return torch.log(u) < log_ratio
 
 
 def select(accepted: Tensor, new: Tensor | None, old: Tensor | None) -> Tensor | None:
-    """Per chain: ``new`` where ``accepted``, else ``old`` (``None`` stays ``None``)."""
+    """Per chain: ``new`` where ``accepted`` (``[chains]``, or already shaped to broadcast),
+    else ``old`` (``None`` stays ``None``)."""
     if new is None:
         return None
-    mask = accepted if new.ndim == 1 else accepted.reshape(accepted.shape + (1,) * (new.ndim - 1))
+    mask = (
+        accepted
+        if new.ndim == accepted.ndim
+        else accepted.reshape(accepted.shape + (1,) * (new.ndim - accepted.ndim))
+    )
     return torch.where(mask, new, old)
 
 
@@ -84,11 +94,12 @@ def mh_correct(
     diverged = ~(proposal.log_prob.abs() < math.inf)  # NaN or +-inf
     inf = math.inf
     log_ratio = torch.nan_to_num(log_ratio, -inf, inf, -inf).masked_fill(diverged, -inf)
-    accepted = mh_accept(log_ratio, generator)
+    accepted = _accept(log_ratio, generator)
+    rows = accepted[:, None]  # one mask for the [chains, dim] selections
     new = State(
-        select(accepted, proposal.x, state.x),
+        select(rows, proposal.x, state.x),
         select(accepted, proposal.log_prob, state.log_prob),
-        select(accepted, proposal.score, state.score),
+        select(rows, proposal.score, state.score),
     )
     prob = log_ratio.clamp(max=0).exp()
     return new, Info(accepted, prob, log_ratio, diverged, evals)
