@@ -166,7 +166,7 @@ def subtree_turning(
 
 
 # Checkpoint levels checked at once in the compiled loop: a leaf ends subtrees at as many
-# levels as its index has trailing one bits, at most 2 for 3 leaves in 4 (the rest check every
+# levels as its index has trailing one bits, at most 2 for 7 leaves in 8 (the eighth checks every
 # level).
 WINDOW = 2
 
