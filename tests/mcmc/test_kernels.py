@@ -212,6 +212,35 @@ def test_mass_windows_follow_stans_schedule():
     assert w[0][0] == 15 and w[-1][1] == 90
 
 
+@pytest.mark.parametrize("dense", [False, True])
+def test_mass_estimate_is_the_chains_own_covariance(dense):
+    """Stan's regularized window estimate from the chains' own covariances: one chain gives
+    Stan's estimate of its draws; chains that are shifted copies of each other (two modes 8
+    apart) give that one chain's covariance, not the spread between the modes."""
+    from scorelab.mcmc.adaptation import MassAdaptation
+
+    z = torch.randn(100, 2, generator=_gen(5), dtype=F64) @ torch.tensor(
+        [[1.0, 0.0], [0.6, 0.5]], dtype=F64
+    )
+    window = mass_windows(100)[0]  # (15, 90): 75 draws
+
+    def stan(draws, n_total):  # Stan's regularization of the sample covariance
+        c = torch.cov(draws.T)
+        c = c if dense else c.diagonal()
+        eye = torch.eye(2, dtype=F64) if dense else 1.0
+        return n_total / (n_total + 5) * c + 1e-3 * 5 / (n_total + 5) * eye
+
+    draws = z[window[0] : window[1]]
+    for shifts in ([0.0], [-4.0, 4.0]):
+        xs = torch.stack([z + torch.tensor([s, 0.0], dtype=F64) for s in shifts], 1)
+        mass = MassAdaptation(100, dense=dense)
+        got = None
+        for t in range(0, 100, 10):  # in blocks of 10 iterations, as the runner feeds it
+            got = mass.observe(t, xs[t : t + 10]) if got is None else got
+        want = stan(draws, draws.shape[0] * len(shifts))
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
 def test_same_seed_same_chains():
     a = mcmc.sample(densities.Banana(), "mala", chains=4, steps=50, warmup=50, generator=_gen(9))
     b = mcmc.sample(densities.Banana(), "mala", chains=4, steps=50, warmup=50, generator=_gen(9))

@@ -120,8 +120,15 @@ def align_windows(windows: list[tuple[int, int]], block: int) -> list[tuple[int,
 
 
 class MassAdaptation:
-    """Inverse mass from the pooled (co)variance of all chains over each slow window:
-    diagonal ``[dim]`` or, with ``dense=True``, the full ``[dim, dim]`` covariance."""
+    """Inverse mass from each slow window's draws: the chains' own (co)variances, averaged
+    over chains (diagonal ``[dim]`` or, with ``dense=True``, the full ``[dim, dim]``).
+
+    Within-chain, as Stan, NumPyro and BlackJAX estimate it per chain, so that chains sitting
+    in different modes do not inflate the metric by the distance between the modes (two unit
+    Gaussians 8 apart: the variance over all chains' draws is 17 along the axis that joins
+    them, each chain's own about 1); averaged, so that one metric serves every chain with the
+    pooled precision of all their draws. One chain: Stan's estimate exactly.
+    """
 
     def __init__(self, warmup: int, dense: bool = False, block: int = 1):
         self.windows = mass_windows(warmup)
@@ -131,13 +138,14 @@ class MassAdaptation:
         self._reset()
 
     def _reset(self) -> None:
-        self.n, self.total, self.total_sq = 0, 0.0, 0.0
+        self.n, self.total, self.total_sq = 0, 0.0, 0.0  # n: draws per chain in the window
 
     def observe(self, t: int, x: Tensor) -> Tensor | None:
         """Record the positions of warm-up iterations ``t, t + 1, ...``: ``x`` is ``[chains,
         dim]`` (one iteration) or ``[n, chains, dim]`` (``n`` of them). When a window ends
         inside them, return Stan's regularized estimate ``n/(n+5) C + 1e-3 * 5/(n+5) I``
-        (the latest one, if several windows end), else ``None``."""
+        (``C`` the within-chain covariance pooled over chains, ``n`` the window's draws over
+        all chains; the latest one, if several windows end), else ``None``."""
         xs = x.unsqueeze(0) if x.ndim == 2 else x  # [n, chains, dim]
         n, estimate = xs.shape[0], None
         while self.windows:
@@ -145,7 +153,7 @@ class MassAdaptation:
             lo, hi = max(0, start - t), min(n, end - t)
             if lo >= n:
                 break
-            self._accumulate(xs[lo:hi].reshape(-1, xs.shape[-1]))
+            self._accumulate(xs[lo:hi])
             if t + hi < end:
                 break
             self.windows.pop(0)
@@ -153,20 +161,24 @@ class MassAdaptation:
         return estimate
 
     def _accumulate(self, chunk: Tensor) -> None:
+        """Add draws ``[n, chains, dim]``: per-chain sums, and squares summed over chains."""
         self.n += chunk.shape[0]
-        self.total = self.total + chunk.sum(0)
-        sq = chunk.mT @ chunk if self.dense else (chunk * chunk).sum(0)
+        self.total = self.total + chunk.sum(0)  # [chains, dim]
+        flat = chunk.reshape(-1, chunk.shape[-1])
+        sq = flat.mT @ flat if self.dense else (flat * flat).sum(0)
         self.total_sq = self.total_sq + sq
 
     def _estimate(self) -> Tensor:
-        n = self.n
-        mean = self.total / n
-        second = self.total_sq / n
-        cov = second - (mean[:, None] * mean if self.dense else mean**2)
-        cov = cov * n / max(n - 1, 1)
+        # sum over chains of sum_i (x_ci - m_c)(x_ci - m_c)^T = sum x x^T - n sum_c m_c m_c^T,
+        # over chains (n - 1): the mean of the chains' unbiased covariances
+        n, chains = self.n, self.total.shape[0]
+        means = self.total / n  # [chains, dim]
+        between = means.mT @ means if self.dense else (means * means).sum(0)
+        cov = (self.total_sq - n * between) / (chains * max(n - 1, 1))
+        total = n * chains
         self._reset()
         if self.dense:
             eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
             cov = 0.5 * (cov + cov.mT)
-            return n / (n + 5.0) * cov + 1e-3 * 5.0 / (n + 5.0) * eye
-        return n / (n + 5.0) * cov.clamp_min(0) + 1e-3 * 5.0 / (n + 5.0)
+            return total / (total + 5.0) * cov + 1e-3 * 5.0 / (total + 5.0) * eye
+        return total / (total + 5.0) * cov.clamp_min(0) + 1e-3 * 5.0 / (total + 5.0)
