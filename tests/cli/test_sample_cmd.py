@@ -101,7 +101,7 @@ def test_cache_files_appear_whole_or_not_at_all(tmp_path):
     """Ranks under torchrun store the same data moments at once (through the checkpoints'
     atomic write): while one writes, the path holds the previous whole file (here none), and a
     failed write leaves no partial file."""
-    from scorelab.training.checkpoint import write_atomic as store_atomically
+    from scorelab.training.checkpoint import write_atomic
 
     path = tmp_path / MOMENTS_FILE
 
@@ -109,7 +109,7 @@ def test_cache_files_appear_whole_or_not_at_all(tmp_path):
         assert not path.exists()  # the half-written file is not at the reader's path
         np.savez(f, mean=np.arange(3.0))
 
-    store_atomically(path, write)
+    write_atomic(path, write)
     with np.load(path) as f:
         np.testing.assert_array_equal(f["mean"], np.arange(3.0))
 
@@ -118,7 +118,7 @@ def test_cache_files_appear_whole_or_not_at_all(tmp_path):
         raise OSError(28, "No space left on device")
 
     with pytest.raises(OSError):
-        store_atomically(path, fails)
+        write_atomic(path, fails)
     with np.load(path) as f:  # the earlier file is intact and no temporary file is left
         np.testing.assert_array_equal(f["mean"], np.arange(3.0))
     assert [p.name for p in tmp_path.iterdir()] == [MOMENTS_FILE]

@@ -182,7 +182,7 @@ def leapfrog(
     h_inv_mass = None if metric.dense else h * metric.inv_mass
     p = p + half * score  # half step in momentum
     for i in range(n_steps):
-        x = x + (h * (p @ metric.inv_mass) if h_inv_mass is None else h_inv_mass * p)
+        x = x + (h * metric.velocity(p) if h_inv_mass is None else h_inv_mass * p)
         if i < n_steps - 1:
             p = p + h * inner_score(target, x)  # full step
         else:

@@ -52,6 +52,7 @@ from scorelab.mcmc.kernels import (
     State,
     Stepwise,
     leapfrog,
+    select,
     while_loop_tree,
 )
 from scorelab.mcmc.metric import Metric, as_metric
@@ -291,21 +292,20 @@ def _pack(x: Tensor, log_prob: Tensor, score: Tensor, p: Tensor) -> Tensor:
     return torch.cat([x, log_prob[:, None], score, p], -1)
 
 
+def _dim(point: Tensor) -> int:
+    """The dimension of the positions in a packed point."""
+    return (point.shape[-1] - 1) // 3
+
+
 def _unpack(point: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(x, log p, score, p)`` of a packed point (views)."""
-    d = (point.shape[-1] - 1) // 3
-    return point[:, :d], point[:, d], point[:, d + 1 : 2 * d + 1], point[:, 2 * d + 1 :]
+    d = _dim(point)
+    return point[:, :d], point[:, d], point[:, d + 1 : 2 * d + 1], _momentum(point)
 
 
 def _momentum(point: Tensor) -> Tensor:
-    """The momentum of a packed point (a view)."""
-    return point[:, 2 * ((point.shape[-1] - 1) // 3) + 1 :]
-
-
-def _where(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """Per chain: ``a`` where ``mask`` (``[chains]`` or a scalar), else ``b`` (``[chains,
-    ...]``)."""
-    return torch.where(mask.view(-1, *([1] * (a.ndim - 1))), a, b)
+    """The momentum of a packed point (a view; one slice, where ``_unpack`` makes four)."""
+    return point[:, 2 * _dim(point) + 1 :]
 
 
 def _add_leaf(
@@ -338,7 +338,7 @@ def _add_leaf(
     diverged = ~(energy - h0 <= MAX_ENERGY_ERROR)  # NaN and inf too
     accept_sum = accept_sum + torch.nan_to_num(log_w.clamp(max=0).exp(), nan=0.0)
     take, log_w_sum = uniform_progressive(log_w_sum, log_w, u)
-    pick = _where(take, point, pick)
+    pick = select(take, point, pick)
     ints = not isinstance(lo, Tensor)
     if not (ints and store < 0):  # an even leaf: it may start subtrees
         at = (torch.arange(ck[0].shape[1], device=p.device) == _column(store))[..., None]
@@ -425,22 +425,22 @@ def _merge(
     first_p = t.ck[1][:, 0]  # level 0 holds the subtree's first leaf
     turned = merge_turning(metric, p_out, p_in, t.rho, first_p, _momentum(t.leaf), t.sub_rho)
     stop = m & (turned | (depth + 1 >= max_depth))
-    front = _where(m & fwd, t.leaf, t.front)
-    back = _where(m & ~fwd, t.leaf, t.back)
+    front = select(m & fwd, t.leaf, t.front)
+    back = select(m & ~fwd, t.leaf, t.back)
     forward = _uniforms(table, "direction", depth + 1, max_depth, base) < 0.5
-    edge = _where(forward, front, back)
+    edge = select(forward, front, back)
     return t._replace(
         live=t.live & ~stop,
         depth=torch.where(stop, depth + 1, t.depth),
         log_w=torch.where(m, torch.logaddexp(t.log_w, t.sub_log_w), t.log_w),
         rho=torch.where(m[:, None], t.rho + t.sub_rho, t.rho),
-        pick=_where(m & take, t.sub_pick, t.pick),
+        pick=select(m & take, t.sub_pick, t.pick),
         back=back,
         front=front,
         # the next subtree (reset wherever a subtree completed; unused by finished chains)
         forward=torch.where(complete, forward, fwd),
-        leaf=_where(complete, edge, t.leaf),
-        sub_pick=_where(complete, edge, t.sub_pick),  # replaced at its first leaf
+        leaf=select(complete, edge, t.leaf),
+        sub_pick=select(complete, edge, t.sub_pick),  # replaced at its first leaf
         sub_log_w=torch.where(complete, -math.inf, t.sub_log_w),
         sub_rho=torch.where(complete.reshape(-1, 1), 0.0, t.sub_rho),
         # ck is not reset: a subtree reads only the levels it wrote (see checkpoint_levels)
