@@ -708,6 +708,7 @@ SAMPLE_SEED = 1000  # draw d uses generator seed SAMPLE_SEED + d
 SAMPLER = dict(sampler="heun", nfe=35, process="edm")  # one sampler for every row
 OLD = "old quickstart recipe"
 NEW = "new quickstart recipe"
+UNCOND = "new recipe without labels"  # the quickstart's recipe before it became conditional
 PEER = "diffusers UNet2DModel, DDPM recipe"
 OLD_NET = {"base_channels": 16, "num_res_blocks": 1}
 
@@ -882,18 +883,31 @@ def ablation_rows(draws: int, more: bool = False, net: bool = False, seeds: tupl
     )  # fmt: skip
 
 
-def recipes(quick: bool, draws: int, headline: bool = False) -> tuple[Recipe, ...]:
+def recipes(quick: bool, draws: int, headline: bool = False,
+            seeds: tuple[int, ...] = (0,)) -> tuple[Recipe, ...]:  # fmt: skip
     """The rows: old (read at 2 lengths of one run), new (3 lengths), the diffusers peer, and
     one ablation per ingredient (the old recipe plus that ingredient alone); ``headline``:
-    only old, new at the quickstart's length and the peer."""
+    only old, new at the quickstart's length, the new recipe without labels (unconditional)
+    and the peer, the first three at every training seed of ``seeds`` (the peer at seed 0)."""
     if headline:
         from scorelab.cli.quickstart import DIGITS_STEPS
 
-        return (
-            Recipe(OLD, (750, 1500), old_config, "before issue 21", draws, one_run=True),
-            Recipe(PEER, (1500,), None, "peer", draws),
-            Recipe(NEW, (DIGITS_STEPS,), new_config, "after issue 21", draws),
-        )
+        k = DIGITS_STEPS
+        rows = []
+        for s in sorted(set(seeds) | {0}):
+            rows += [
+                Recipe(OLD, (750, 1500), old_config, "before issue 21", draws, one_run=True)
+                if s == 0 else
+                Recipe(seeded_name("old", s), (1500,), ablation({"seed": s}), "", draws),
+                Recipe(NEW if s == 0 else seeded_name("new", s), (k,),
+                       new_ablation({"seed": s}), "after issue 21" if s == 0 else "", draws),
+                Recipe(seeded_name(UNCOND, s), (k,),
+                       new_ablation({"seed": s, "conditional": False}),
+                       "the new recipe without its labels: an unconditional model (the "
+                       "quickstart's recipe before it became class-conditional)" if s == 0
+                       else "", draws),
+            ]  # fmt: skip
+        return (*rows[:1], Recipe(PEER, (1500,), None, "peer", draws), *rows[1:])
     if quick:
         return (
             Recipe(OLD, (20, 40), old_config, "baseline", 1, one_run=True),
@@ -975,16 +989,22 @@ def diffusers_denoiser(diffusers: ModuleType, steps: int, data: Tensor):
 def frechet_draws(model: Any, clf: Any, ref: Tensor, draws: int, n: int,
                   sampler: dict[str, Any] | None = None) -> tuple[list, float]:  # fmt: skip
     """The Frechet distance of ``draws`` sets of ``n`` samples (by ``SAMPLER``, or by
-    ``diffusion.sample``'s defaults plus the options ``sampler``), and CPU-s per draw."""
+    ``diffusion.sample``'s defaults plus the options ``sampler``), and CPU-s per draw. A
+    class-conditional model samples ``p(x)`` as the quickstart does: each sample's class drawn
+    from the training data's class frequencies (``Dataset.draw_labels``, from the draw's
+    generator), then ``x | class``."""
     from scorelab import diffusion
     from scorelab.metrics import frechet_distance
 
+    train = load("digits") if getattr(model, "num_classes", None) is not None else None
     fds, start = [], time.process_time()
     for d in range(draws):
         g = torch.Generator().manual_seed(SAMPLE_SEED + d)
         with torch.no_grad():
             opts = SAMPLER if sampler is None else sampler
-            x = diffusion.sample(model, n, generator=g, progress=False, **opts).samples
+            cond = None if train is None else train.draw_labels(n, g)
+            x = diffusion.sample(model, n, generator=g, progress=False, cond=cond,
+                                 **opts).samples  # fmt: skip
             fds.append(frechet_distance(clf.features(x), ref).item())
     return fds, (time.process_time() - start) / draws
 
@@ -1097,7 +1117,7 @@ def run_quality(quick: bool, draws: int, n: int, jobs: int, headline: bool,
     clf = train_classifier(data.x, data.labels, num_classes=data.num_classes,
                            generator=torch.Generator().manual_seed(CLASSIFIER_SEED))  # fmt: skip
     rows = (ablation_rows(draws, more, net, seeds, full, full_seeds) if ablate
-            else recipes(quick, draws, headline))  # fmt: skip
+            else recipes(quick, draws, headline, seeds))  # fmt: skip
     result = {"recipes": rows, "cells": [], "floor": floor_draws(max(draws, 3), n, clf), "n": n,
               "draws": draws, "headline": headline, "ablate": ablate, "more": more, "net": net,
               "seeds": list(seeds), "full": list(full),
@@ -1175,7 +1195,10 @@ QUALITY_METHOD = """\
   of a run of that length, and the CPU-seconds those spent up to it); the new recipe's
   learning rate decays to zero at the run's end, so each of its lengths is a separate run.
 - **Quality.** The EMA weights sample {draws} draws of {n} digits (seeds {sample_seed}...)
-  with one sampler for every row, {sampler}, so rows differ only by training. Each draw is
+  with one sampler for every row, {sampler}, so rows differ only by training; a
+  class-conditional model (the new recipe) draws each sample's class from the training
+  data's class frequencies first (`Dataset.draw_labels`, from the draw's generator), so its
+  samples are a draw of p(x) = sum_c p(c) p(x | c), as in the quickstart. Each draw is
   scored by the Frechet distance of the features of scorelab's `FeatureClassifier`, trained
   once on the training split from seed {clf_seed} (independent of every recipe), against the
   360 test images. The floor is the same distance for {n} random training images in place of
@@ -1194,7 +1217,8 @@ def recipe_shown() -> dict[str, Any]:
 
     new = digits_config(SEED, "run").to_dict()
     return {k: new[k] for k in ("steps", "batch_size", "lr", "lr_schedule", "warmup_steps",
-                                "ema_decay", "objective_kwargs", "net_kwargs")}  # fmt: skip
+                                "ema_decay", "objective_kwargs", "net_kwargs", "conditional",
+                                "label_dropout")}  # fmt: skip
 
 
 def quality_report(result: dict[str, Any], meta: dict[str, Any], jobs: int) -> str:
@@ -1241,6 +1265,7 @@ def quality_report(result: dict[str, Any], meta: dict[str, Any], jobs: int) -> s
             notes,
             "",
             quality_notes(result),
+            *seed_summary(result),
         ]
     )
 
@@ -1335,11 +1360,6 @@ def ablation_report(result: dict[str, Any], meta: dict[str, Any], jobs: int) -> 
                      f"| {gap / old_gap:.2f} | {diff} |")  # fmt: skip
     lines.append(f"| data floor ({result['n']} training images) | | | {spread(result['floor'])} "
                  "| 0 | | |")  # fmt: skip
-    seeded = re.compile(r"(new|old), training seed \d+")  # the rows, not their read-outs
-    gaps = {name: [statistics.mean(c.fds) - floor for c in cells
-                   if c.recipe == name or (seeded.fullmatch(c.recipe)
-                                           and c.recipe.startswith(name[:3]))]
-            for name in (NEW, OLD)}  # fmt: skip
     groups = seed_groups(cells, result["recipes"])
     verdicts = []
     for c in cells:  # an ingredient on top of the new recipe, or an EMA read-out of its run
@@ -1365,14 +1385,28 @@ def ablation_report(result: dict[str, Any], meta: dict[str, Any], jobs: int) -> 
         lines += ["", "Kept or dropped (`DIGITS_RECIPE` adopts an ingredient only if it beats the "
                   "new recipe beyond twice the standard error of the paired per-draw mean):",
                   "", *verdicts]  # fmt: skip
+    lines += seed_summary(result)
+    return "\n".join(lines)
+
+
+def seed_summary(result: dict[str, Any]) -> list[str]:
+    """The new and old recipes' distance to the floor over training seeds (seed 0 and the
+    ``training seed`` rows), their ratio, and ``seed_table`` of every row run at several."""
+    floor, cells = statistics.mean(result["floor"]), result["cells"]
+    seeded = re.compile(r"(new|old), training seed \d+")  # the rows, not their read-outs
+    gaps = {name: [statistics.mean(c.fds) - floor for c in cells
+                   if (c.recipe == name and (name != OLD or c.steps == 1500))
+                   or (seeded.fullmatch(c.recipe) and c.recipe.startswith(name[:3]))]
+            for name in (NEW, OLD)}  # fmt: skip
+    lines = []
     if len(gaps[NEW]) > 1 and len(gaps[OLD]) > 1:
         ratio = statistics.mean(gaps[NEW]) / statistics.mean(gaps[OLD])
         lines += ["", f"Over training seeds (0 and the `training seed` rows): the new recipe's "
                   f"distance to the floor {spread(gaps[NEW])}, the old one's "
                   f"{spread(gaps[OLD])}; the ratio of the means {ratio:.2f} (issue 21 asks for "
                   "0.5 or less)."]  # fmt: skip
-    lines += seed_table(groups, bases, floor, gaps[OLD])
-    return "\n".join(lines)
+    return lines + seed_table(seed_groups(cells, result["recipes"]), baselines(cells), floor,
+                              gaps[OLD])  # fmt: skip
 
 
 def earlier_runs(reused: dict[str, Any] | None) -> str:
@@ -1507,8 +1541,8 @@ def main() -> None:
     parser.add_argument("--more", action="store_true", help="--ablate: the second round's rows too")
     parser.add_argument("--net", action="store_true", help="--ablate: the third round's rows "
                         "(network, dropout, sigma_data, clipping; NET_ROWS)")  # fmt: skip
-    parser.add_argument("--seeds", type=int_list, default=[0], help="--net: training seeds of "
-                        "every row, e.g. 0,1 (default 0)")  # fmt: skip
+    parser.add_argument("--seeds", type=int_list, default=[0], help="--net, --headline: training "
+                        "seeds of every row, e.g. 0,1 (default 0)")  # fmt: skip
     parser.add_argument("--full", type=lambda v: [x for x in v.split("|") if x], default=[],
                         help="--net: '|'-separated row names (NET_ROWS) also run at "
                         "--full-seeds, e.g. 'new + dropout 0.1'")  # fmt: skip
@@ -1535,7 +1569,7 @@ def main() -> None:
             headline = saved.get("headline", False)
             rows = (ablation_rows(saved["draws"], more, net, seeds, full, full_seeds)
                     if saved.get("ablate")
-                    else recipes(args.quick, saved["draws"], headline))  # fmt: skip
+                    else recipes(args.quick, saved["draws"], headline, seeds))  # fmt: skip
             result = {**saved, "recipes": rows, "cells": [Cell(**c) for c in saved["cells"]]}
         else:
             result = run_quality(args.quick, args.draws, args.n, args.jobs, args.headline,

@@ -55,6 +55,53 @@ def test_classifier_guidance_from_the_cli_on_an_unconditional_run(tmp_path, caps
     assert "noise-conditional classifier" in capsys.readouterr().out
 
 
+def test_a_conditional_run_samples_p_x_with_classes_drawn_from_the_data(cond_run, capsys):
+    """Without --class a conditional run draws each sample's class from the training data's
+    class frequencies (seeded by --seed) and samples the conditional model itself (w = 1);
+    --class none keeps the unconditional branch."""
+    import torch
+
+    from scorelab.data import load
+
+    out = cond_run / "mix.npz"
+    assert main(["sample", str(cond_run), "-n", "30", "--nfe", "5", "--seed", "4",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert "--class data" in capsys.readouterr().out
+    with np.load(out) as f:
+        want = load("digits").draw_labels(30, torch.Generator().manual_seed(4))
+        assert f["labels"].tolist() == want.tolist()
+        provenance = json.loads(str(f["record"]))
+    assert provenance["label"] == "data" and provenance["guidance"] == 1.0
+    assert main(["sample", str(cond_run), "-n", "4", "--nfe", "5", "--class", "none",
+                 "--out", str(cond_run / "none.npz")]) == 0  # fmt: skip
+    with np.load(cond_run / "none.npz") as f:
+        assert "labels" not in f.files
+
+
+def test_conditional_likelihood_is_the_class_mixture_bound(cond_run):
+    """``likelihood_table`` with a class prior scores each example by its own label:
+    bits/dim of x given c plus -log2 p(c) / d (same dequantization and probes)."""
+    import math
+
+    import torch
+
+    from scorelab.cli.eval_cmd import likelihood_table
+    from scorelab.data import load, quantization_step
+    from scorelab.diffusion import bits_per_dim
+    from scorelab.training import load_model
+
+    model, held, train = load_model(cond_run)[0], load("digits", split="test"), load("digits")
+    prior = train.class_frequencies()
+    table = likelihood_table(model, held, 3, 0, True, prior)
+    x, c = held.x[:3], held.labels[:3]
+    given = bits_per_dim(model, x, quantization_step(held.x), exact=False,
+                         generator=torch.Generator().manual_seed(0), cond=c)  # fmt: skip
+    want = given - prior[c].log().float() / (64 * math.log(2))
+    assert table["bits_per_dim"] == pytest.approx(want.mean().item(), rel=1e-6)
+    assert "lower bound" in table["conditional"]
+    assert prior.sum().item() == pytest.approx(1.0)
+
+
 def test_bad_class_is_a_clear_error(cond_run):
     with pytest.raises(SystemExit, match=r"index in 0\.\.9"):
         main(["sample", str(cond_run), "--class", "12", "-n", "4"])

@@ -188,3 +188,21 @@ def test_quantization_step_finds_the_pixel_grid_and_nothing_else():
     assert quantization_step(moons.x) is None  # continuous values
     assert quantization_step(torch.tensor([0.0, 0.1, 0.25])) is None  # uneven gaps
     assert quantization_step(torch.tensor([0.5, 0.5])) is None  # one value: no grid
+
+
+def test_draw_labels_follows_the_class_frequencies():
+    """``draw_labels`` is i.i.d. from ``class_frequencies``: each class's share of 200,000 draws
+    within 5 binomial standard errors of its frequency; seeded; unlabelled data is an error."""
+    from scorelab.data import load
+
+    digits = load("digits")
+    p = digits.class_frequencies()
+    assert p.sum().item() == pytest.approx(1.0) and len(p) == digits.num_classes
+    n = 200_000
+    labels = digits.draw_labels(n, torch.Generator().manual_seed(0))
+    share = torch.bincount(labels, minlength=len(p)).double() / n
+    assert ((share - p).abs() <= 5 * (p * (1 - p) / n).sqrt()).all()
+    again = digits.draw_labels(50, torch.Generator().manual_seed(3))
+    assert again.tolist() == digits.draw_labels(50, torch.Generator().manual_seed(3)).tolist()
+    with pytest.raises(ValueError, match="no labels"):
+        load("moons", n=100).draw_labels(5)

@@ -29,6 +29,26 @@ def test_exact_divergence_with_exact_prior_matches_to_ode_tolerance():
     torch.testing.assert_close(ll, GM.smoothed_log_prob(x, 0.002), rtol=0, atol=1e-5)
 
 
+def test_class_conditional_likelihood_is_each_components_density():
+    """``cond`` gives log p(x | c): for a mixture whose label c picks component c, the
+    component's Gaussian smoothed to sigma_min, per example (exact prior at sigma_max, so only
+    the ODE error remains, as above); a wrong label gives another density."""
+    x = _x(6)
+    labels = torch.tensor([0, 1, 1, 0, 1, 0])
+    covs = GM.component_covs.to(F64)
+
+    def component(y, sigma, c):
+        cov = covs[c] + sigma**2 * torch.eye(2, dtype=F64)
+        dist = torch.distributions.MultivariateNormal(GM.component_means.to(F64)[c], cov)
+        return dist.log_prob(y)
+
+    ll = log_likelihood(GM, x, sigma_max=80.0, rtol=1e-7, atol=1e-7, cond=labels,
+                        prior=lambda y: component(y, 80.0, labels))  # fmt: skip
+    torch.testing.assert_close(ll, component(x, 0.002, labels), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="one class label per example"):
+        log_likelihood(GM, x, cond=labels[:3])
+
+
 def test_default_gaussian_prior_error_is_of_order_mean_over_sigma_max():
     x = _x()
     ll = log_likelihood(GM, x, sigma_max=500.0)

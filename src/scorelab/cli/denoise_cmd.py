@@ -39,9 +39,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def tweedie_psnr(model, clean: torch.Tensor, sigmas: list[float], seed: int, data_range: float):
+def tweedie_psnr(model, clean: torch.Tensor, sigmas: list[float], seed: int, data_range: float,
+                 labels: torch.Tensor | None = None):  # fmt: skip
     """Per sigma: (noisy, denoised, PSNR noisy, PSNR denoised) with PSNR averaged over examples;
-    computed on the model's device, the images returned on the CPU (noise drawn on the CPU)."""
+    computed on the model's device, the images returned on the CPU (noise drawn on the CPU).
+    ``labels``: the examples' classes, for a class-conditional model (``E[x | y, c]``)."""
     import torch
 
     from scorelab.metrics import psnr
@@ -50,11 +52,12 @@ def tweedie_psnr(model, clean: torch.Tensor, sigmas: list[float], seed: int, dat
     gen = torch.Generator().manual_seed(seed)
     clean = clean.cpu()
     device = next(model.parameters()).device
+    given = {} if labels is None else {"cond": labels.to(device)}
     rows = []
     for sigma in sigmas:
         noisy = clean + sigma * torch.randn(clean.shape, generator=gen)
         with torch.no_grad():
-            score = model.score(noisy.to(device), sigma).cpu()
+            score = model.score(noisy.to(device), sigma, **given).cpu()
         denoised = denoised_from_score(noisy, score, sigma)
         rows.append((noisy, denoised, psnr(noisy, clean, data_range).mean().item(),
                      psnr(denoised, clean, data_range).mean().item()))  # fmt: skip
@@ -78,8 +81,12 @@ def run(args: argparse.Namespace) -> int:
         fail(err)
     clean = held.x[: args.n] if args.n else held.x
     data_range = 2.0 if clean.ndim == 4 else float(clean.max() - clean.min())
-    rows = tweedie_psnr(model, clean, args.sigma, args.seed, data_range)
-    print(f"Tweedie denoising of {len(clean)} held-out examples ({held.name}, {held.split})")
+    labels = None
+    if getattr(model, "num_classes", None) is not None and held.labels is not None:
+        labels = held.labels[: len(clean)]  # a class-conditional run denoises given the class
+    rows = tweedie_psnr(model, clean, args.sigma, args.seed, data_range, labels)
+    given = "" if labels is None else ", each given its class (class-conditional run)"
+    print(f"Tweedie denoising of {len(clean)} held-out examples ({held.name}, {held.split}){given}")
     print("  sigma   PSNR noisy   PSNR denoised   gain")
     for sigma, (_, _, p_noisy, p_den) in zip(args.sigma, rows, strict=True):
         print(f"  {sigma:5.2f}   {p_noisy:8.2f} dB   {p_den:10.2f} dB   {p_den - p_noisy:+.2f} dB")

@@ -161,14 +161,22 @@ def sample_metrics(
     return metrics, floor
 
 
-def likelihood_table(model, data: Dataset, n: int, seed: int, hutchinson: bool) -> dict:
+def likelihood_table(model, data: Dataset, n: int, seed: int, hutchinson: bool,
+                     class_prior: torch.Tensor | None = None) -> dict:  # fmt: skip
     """Mean log-likelihood (nats per example) with its standard error over the ``n`` examples;
     for integer-valued data (pixels) that of the uniformly dequantized data and the bits/dim
-    bound it gives (``bits_per_dim``), one ODE solve per example either way."""
+    bound it gives (``bits_per_dim``), one ODE solve per example either way.
+
+    ``class_prior`` (``p(c)`` ``[K]``, with a class-conditional model and labelled ``data``):
+    the model is the class mixture ``p(x) = sum_c p(c) p(x | c)`` that sampling with labels
+    drawn from ``p(c)`` draws from (``scorelab sample --class data``), and each example is
+    scored by its own label's term, ``log p(x) >= log p(c_x) + log p(x | c_x)``: a lower bound
+    on the log-likelihood (an upper bound on bits/dim), tight when the label is clear from
+    ``x``, which is what the table reports (``"conditional"`` says so)."""
     import torch
 
     from scorelab.data import quantization_step
-    from scorelab.diffusion import bits_per_dim, log_likelihood
+    from scorelab.diffusion import bits_per_dim, log_likelihood, nats_to_bits_per_dim
 
     x = data.x[:n].to(next(model.parameters()).device)
     gen = torch.Generator().manual_seed(seed)
@@ -178,10 +186,18 @@ def likelihood_table(model, data: Dataset, n: int, seed: int, hutchinson: bool) 
     width = quantization_step(data.x)
     # a diffusers model: integrate over its own schedule's sigma range
     span = {k: getattr(model, k) for k in ("sigma_min", "sigma_max") if hasattr(model, k)}
+    log_pc: torch.Tensor | float = 0.0
+    if class_prior is not None:
+        labels = data.labels[:n]
+        span["cond"] = labels.to(x.device)
+        log_pc = class_prior.double().log()[labels].to(torch.float32)
+        out["conditional"] = ("class mixture, scored by each example's label: log p(c) + "
+                              "log p(x | c), a lower bound on log p(x)")  # fmt: skip
     if width is None:
-        ll = log_likelihood(model, x, exact=exact, generator=gen, **span)
+        ll = log_likelihood(model, x, exact=exact, generator=gen, **span) + log_pc
     else:
         bpd = bits_per_dim(model, x, width, exact=exact, generator=gen, **span)
+        bpd = bpd + nats_to_bits_per_dim(log_pc, d)  # -log p(c) / (d ln 2); 0 unconditionally
         out["bits_per_dim"], out["bits_per_dim_se"] = _mean_se(bpd)
         out["bin_width"] = width
         ll = -bpd * d * math.log(2) - d * math.log(width)  # inverse of nats_to_bits_per_dim
@@ -249,9 +265,15 @@ def run(args: argparse.Namespace) -> int:
                 data = load_run_data(record)
             else:
                 data = reference_data(args.nll, record, None, args.seed, args.data_key)
-            table = likelihood_table(model, data, args.n or 200, args.seed, args.hutchinson)
+            prior = None
+            if getattr(model, "num_classes", None) is not None and data.labels is not None:
+                prior = (data if args.nll == "train" else load_run_data(record)).class_frequencies()
+            table = likelihood_table(model, data, args.n or 200, args.seed, args.hutchinson,
+                                     prior)  # fmt: skip
             result["likelihood"] = table
             print(f"likelihood of {table['n']} examples of {table['data']} (probability-flow ODE)")
+            if prior is not None:
+                print(f"  class-conditional run: {table['conditional']}")
             what = "log p(x)" if "bits_per_dim" not in table else "log p(dequantized x)"
             print(f"  {what}: {table['log_likelihood_nats']:.3f} +- "
                   f"{table['log_likelihood_se']:.3f} nats per example "

@@ -73,6 +73,9 @@ DIGITS_RECIPE = dict(
     lr_schedule="cosine",
     warmup_steps=100,
     ema_decay=0.999,
+    # class-conditional (label dropout 0.1): sampled with classes drawn from the data, its
+    # digits are 0.78 above the floor against 2.12 unconditionally (training seeds 0-4)
+    conditional=True,
 )
 DIGITS_STEPS = 1000
 # digits sampling: on the recipe's models (training seeds 0, 1, 2; 3 draws x 1000, same seeds)
@@ -155,12 +158,16 @@ def train_sample_evaluate(
     record = {"data": {"normalization": res.data.normalization.to_dict()}, "train": cfg.to_dict()}
     held = load_run_data(record, heldout=True)
     moments = data_moments(Path(cfg.out), record, res.data)  # stored for `scorelab sample`
+    labels = None  # a class-conditional model: classes drawn from the data, x ~ p(x | class)
+    if res.model.num_classes is not None:
+        labels = res.data.draw_labels(n, torch.Generator().manual_seed(cfg.seed))
     samples = diffusion.sample(res.model, n, generator=torch.Generator().manual_seed(cfg.seed),
-                               prior_moments=moments, **(sampling or {}))  # fmt: skip
+                               prior_moments=moments, cond=labels, **(sampling or {}))  # fmt: skip
     metrics, floor = sample_metrics(samples.samples, held, res.data, cfg.seed)
     lines = [
         f"{name}: trained {cfg.steps} steps in {t_train:.0f} s ({cpu_train:.0f} CPU-s); {n} "
-        f"samples, {samples.sampler} {samples.nfe} NFE in {samples.wall_time:.1f} s",
+        f"samples, {samples.sampler} {samples.nfe} NFE in {samples.wall_time:.1f} s"
+        + ("" if labels is None else ", classes drawn from the training data's frequencies"),
         f"  sliced Wasserstein to held-out data {metrics['sliced_wasserstein']:.4f} "
         f"(data-vs-data floor {floor['sliced_wasserstein']:.4f})",
     ]
@@ -183,11 +190,14 @@ def train_sample_evaluate(
 
 def bits_per_dim_lines(model, train, held, n: int, seed: int) -> tuple[list[str], dict]:
     """Dequantized bits/dim on ``n`` training and ``n`` test examples (the gap is overfitting):
-    the printed lines and ``{split: likelihood table}`` (as ``scorelab eval --nll`` stores)."""
+    the printed lines and ``{split: likelihood table}`` (as ``scorelab eval --nll`` stores). A
+    class-conditional model is the class mixture it samples: each example scored by its own
+    label (``likelihood_table``'s ``class_prior``, a bound)."""
     lines, tables = [], {}
+    prior = None if model.num_classes is None else train.class_frequencies()
     for data in (train, held):
         t0 = time.perf_counter()
-        tab = likelihood_table(model, data, n, seed, hutchinson=True)
+        tab = likelihood_table(model, data, n, seed, hutchinson=True, class_prior=prior)
         tab["seconds"] = time.perf_counter() - t0
         tables[data.split] = tab
         lines.append(
@@ -195,6 +205,9 @@ def bits_per_dim_lines(model, train, held, n: int, seed: int) -> tuple[list[str]
             f"{tab['bits_per_dim_se']:.3f} ({tab['seconds']:.0f} s; uniform over "
             "17 levels would be 4.09)"
         )
+    if prior is not None:
+        lines.append("  (class mixture: each example scored by log p(class) + log p(x | class), "
+                     "a bound on log p(x))")  # fmt: skip
     return lines, tables
 
 
@@ -271,7 +284,9 @@ def _run(args: argparse.Namespace) -> int:
     eval_json = {"input": digits_cfg.out, "likelihood": tables["test"],
                  "likelihood_train": tables["train"], "by": "scorelab quickstart"}  # fmt: skip
     Path(digits_cfg.out, "eval.json").write_text(json.dumps(eval_json, indent=2) + "\n")
-    rows = tweedie_psnr(digits["result"].model, digits["held"].x, [0.2, 0.5], args.seed, 2.0)
+    held = digits["held"]
+    labels = None if model.num_classes is None else held.labels  # denoise given the class
+    rows = tweedie_psnr(model, held.x, [0.2, 0.5], args.seed, 2.0, labels)
     numbers["digits"]["denoising_psnr"] = []
     for sigma, (_, _, p_noisy, p_den) in zip([0.2, 0.5], rows, strict=True):
         report(f"  Tweedie denoising at sigma {sigma}: PSNR {p_noisy:.2f} -> {p_den:.2f} dB")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from scorelab.cli.common import fail, load_run_data
 from scorelab.cli.eval_cmd import sample_metrics
-from scorelab.cli.sample_cmd import generate, picture, run_family
+from scorelab.cli.sample_cmd import class_labels, class_spec, generate, picture, run_family
 
 if TYPE_CHECKING:
     import torch
@@ -107,8 +107,12 @@ def build_report(run_dir: Path, n: int, nfe: int, seed: int) -> str:
     samples = _saved_samples(run_dir)
     source = "saved by scorelab sample (samples.npz)"
     if samples is None:
-        res = generate(record, model, n, "heun", nfe, "edm", seed)
+        spec = class_spec(None, model, family)  # a conditional run: classes drawn from the data
+        labels = None if spec is None else class_labels(spec, train, 0, n, n, seed)
+        res = generate(record, model, n, "heun", nfe, "edm", seed, labels)
         samples, source = res.samples, f"drawn for this report: Heun, {res.nfe} NFE, seed {seed}"
+        if labels is not None:
+            source += ", classes drawn from the training data's frequencies"
     fig = picture(samples, train, f"{len(samples)} samples")
     parts.append("<h2>Samples</h2>" + f"<p>{esc(source)}.</p>")
     if fig is not None:

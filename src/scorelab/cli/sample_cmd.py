@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import torch
     from matplotlib.figure import Figure
 
+    from scorelab.data import Dataset
     from scorelab.diffusion import Process
 
 
@@ -75,10 +76,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default=None, help="output .npz (default RUN_DIR/samples.npz)")
     p.add_argument("--class", dest="label", default=None, metavar="C",
-                   help="class to generate: an index, or 'all' (every class in turn)")  # fmt: skip
-    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
+                   help="class to generate: an index, 'all' (every class in turn), 'data' "
+                   "(each sample's class drawn from the training data's class frequencies: a "
+                   "sample of p(x)) or 'none' (the model's unconditional branch); default: data "
+                   "for a run trained with --conditional, else none")  # fmt: skip
+    p.add_argument("--guidance", type=float, default=None,
                    help="guidance weight w: 0 unconditional, 1 conditional, > 1 sharper "
-                   f"(default {DEFAULT_GUIDANCE})")  # fmt: skip
+                   f"(default {DEFAULT_GUIDANCE} for a class or all, 1 for data)")  # fmt: skip
     p.add_argument("--guidance-kind", choices=["free", "classifier"], default="free",
                    help="free: classifier-free (needs a run trained with --conditional); "
                    "classifier: train a noise-conditional classifier on the data")  # fmt: skip
@@ -94,21 +98,47 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 DEFAULT_GUIDANCE = 1.5  # >= 99% class accuracy on digits at a modest Frechet cost
 
 
-def class_labels(spec: str, num_classes: int | None, start: int, count: int) -> torch.Tensor:
-    """Labels of samples ``start .. start + count - 1``: one class, or 'all' (index mod K)."""
+def class_labels(spec: str, data: Dataset, start: int, count: int, total: int,
+                 seed: int) -> torch.Tensor:  # fmt: skip
+    """Labels of samples ``start .. start + count - 1`` of ``total``: one class, 'all' (index
+    mod K), or 'data': drawn from the training data's class frequencies
+    (``Dataset.draw_labels``) for all ``total`` samples from ``seed``, so that every rank's share
+    is its slice of the same draw."""
     import torch
 
+    num_classes = data.num_classes
     if num_classes is None:
         raise ValueError("--class needs labelled training data; this run's data has no labels")
     if spec == "all":
         return (start + torch.arange(count)) % num_classes
+    if spec == "data":
+        return data.draw_labels(total, torch.Generator().manual_seed(seed))[start : start + count]
     try:
         label = int(spec)
     except ValueError:
         label = -1
     if not 0 <= label < num_classes:
-        raise ValueError(f"--class must be 'all' or an index in 0..{num_classes - 1}; got {spec!r}")
+        raise ValueError(f"--class must be 'all', 'data', 'none' or an index in "
+                         f"0..{num_classes - 1}; got {spec!r}")  # fmt: skip
     return torch.full((count,), label, dtype=torch.long)
+
+
+def class_spec(label: str | None, model, family: str) -> str | None:
+    """``--class`` as given, or its default: 'data' for a class-conditional score run (its
+    samples are then a draw of ``p(x) = sum_c p(c) p(x | c)``), else none (``None``)."""
+    if label == "none":
+        return None
+    if label is None and family == "score" and getattr(model, "num_classes", None) is not None:
+        return "data"
+    return label
+
+
+def guidance_weight(spec: str, weight: float | None) -> float:
+    """``--guidance``, or its default: 1 (the conditional model itself) when the classes are
+    drawn from the data, ``DEFAULT_GUIDANCE`` for a chosen class or 'all'."""
+    if weight is not None:
+        return weight
+    return 1.0 if spec == "data" else DEFAULT_GUIDANCE
 
 
 def guided_model(model, data, kind: str, weight: float, steps: int, seed: int, device=None):
@@ -372,12 +402,17 @@ def run(args: argparse.Namespace) -> int:
         if score_model:
             levels = choose_levels(args, model, Path(args.run_dir), moments, sigma_range)
         n, seed = distributed.sample_share(args.n, args.seed)  # this rank's share (torchrun)
-        labels = None
-        if args.label is not None:
-            check_unconditional(family, args.label)
+        labels, spec = None, class_spec(args.label, model, family)
+        if spec is not None:
+            check_unconditional(family, spec)
             start = distributed.share(args.n, distributed.rank(), distributed.world_size())[0]
-            labels = class_labels(args.label, data.num_classes, start, n)
-            model = guided_model(model, data, args.guidance_kind, args.guidance,
+            labels = class_labels(spec, data, start, n, args.n, args.seed)
+            weight = guidance_weight(spec, args.guidance)
+            if spec == "data" and args.label is None:
+                print("class-conditional run: each sample's class is drawn from the training "
+                      "data's class frequencies (--class data; --class none: the model's "
+                      "unconditional branch)")  # fmt: skip
+            model = guided_model(model, data, args.guidance_kind, weight,
                                  args.classifier_steps, args.seed,
                                  diffusion.model_device(model))  # fmt: skip
         res = generate(record, model, n, args.sampler, args.nfe, process, seed, labels, levels,
@@ -411,11 +446,9 @@ def run(args: argparse.Namespace) -> int:
     if distributed.world_size() > 1:  # rank r drew its share with seed rank_seed(seed, r)
         provenance["ranks"] = distributed.world_size()
     arrays = {"samples": decoded.numpy(), "model_units": res.samples.numpy(), "nfe": res.nfe}
-    if args.label is not None:  # rank shares are contiguous, so the merged labels are these
-        arrays["labels"] = class_labels(args.label, data.num_classes, 0, args.n).numpy()
-        provenance.update(
-            label=args.label, guidance=args.guidance, guidance_kind=args.guidance_kind
-        )
+    if spec is not None:  # rank shares are contiguous, so the merged labels are these
+        arrays["labels"] = class_labels(spec, data, 0, args.n, args.n, args.seed).numpy()
+        provenance.update(label=spec, guidance=weight, guidance_kind=args.guidance_kind)
     np.savez(out, **arrays, record=json.dumps(provenance))
     print(f"{args.n} samples with {res.sampler} ({res.nfe} NFE, {res.wall_time:.1f} s) -> {out}")
     fig = picture(res.samples, data, f"{res.sampler}, {res.nfe} NFE")

@@ -72,6 +72,22 @@ class Dataset:
         """Model units (e.g. generated samples) back to the data's units; see ``Normalization``."""
         return self.normalization.inverse(y, clamp=clamp)
 
+    def class_frequencies(self) -> Tensor:
+        """``p(c)``: each class's share of the examples, float64 ``[num_classes]``."""
+        if self.labels is None:
+            raise ValueError(f"{self.name} has no labels, so no class frequencies")
+        counts = torch.bincount(self.labels.cpu(), minlength=self.num_classes)
+        return counts.double() / len(self.labels)
+
+    def draw_labels(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` class labels drawn independently from ``class_frequencies``, int64 ``[n]``.
+
+        With a class-conditional model, ``c ~ p(c)`` then ``x ~ p(x | c)`` is a draw of the
+        data distribution ``p(x) = sum_c p(c) p(x | c)`` (what ``scorelab sample --class
+        data`` does)."""
+        return torch.multinomial(self.class_frequencies(), n, replacement=True,
+                                 generator=generator)  # fmt: skip
+
     def __repr__(self) -> str:
         classes = "" if self.num_classes is None else f", num_classes={self.num_classes}"
         return (

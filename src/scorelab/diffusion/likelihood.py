@@ -9,6 +9,7 @@ In sigma-space the flow is ``dx/dsigma = (x - D(x, sigma)) / sigma``; with ``t =
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -20,6 +21,11 @@ from torch import Tensor
 from scorelab._utils import LOG_2PI, check_positive, rand, randn
 from scorelab.diffusion.api import model_device
 from scorelab.errors import DivergenceError
+
+
+def _conditioned(denoiser, cond: Tensor, x: Tensor, sigma: Tensor) -> Tensor:
+    """``D(x, sigma, cond)``: the denoiser with the batch's class labels fixed."""
+    return denoiser(x, sigma, cond)
 
 
 def _divergence(denoiser, x: Tensor, sigma: Tensor, eps: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -51,9 +57,12 @@ def log_likelihood(
     atol: float = 1e-5,
     prior: Callable[[Tensor], Tensor] | None = None,
     generator: torch.Generator | None = None,
+    cond: Tensor | None = None,
 ) -> Tensor:
     """``log p_{sigma_min}(x)`` per example, ``[batch]``, for a model exposed as a denoiser
-    (a network, or a known density's ``denoise``), through the probability-flow ODE.
+    (a network, or a known density's ``denoise``), through the probability-flow ODE;
+    ``cond`` (class labels ``[batch]``) gives ``log p_{sigma_min}(x | cond)`` of a
+    class-conditional model, ``D(x, sigma, cond)``.
 
     ``exact`` chooses the exact divergence (default when the dimension is at most 16) or one
     Rademacher Hutchinson probe per example, fixed along the path (unbiased for the log-density,
@@ -69,6 +78,11 @@ def log_likelihood(
     denoiser = model.denoise if hasattr(model, "denoise") else model
     b, shape, dtype = x.shape[0], x.shape, x.dtype
     device = model_device(model) or x.device
+    if cond is not None:
+        if cond.shape != (b,):
+            raise ValueError(f"cond must hold one class label per example, shape ({b},); got "
+                             f"{tuple(cond.shape)}")  # fmt: skip
+        denoiser = functools.partial(_conditioned, denoiser, cond.to(device))
     d = math.prod(shape[1:])
     exact = d <= 16 if exact is None else exact
     eps = None
