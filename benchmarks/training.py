@@ -738,6 +738,7 @@ class Recipe:
     one_run: bool = False  # schedule independent of the length: one run, read at each count
     emas: tuple[float, ...] = ()  # power-function EMA gammas tracked beside the trainer's EMA
     prior_check: bool = False  # also sample by diffusion.sample's defaults, zero vs data prior
+    sampling_checks: bool = False  # conditional: guidance, the unconditional branch, churn
 
 
 def ablated_config(steps: int, out: str, changes: dict[str, Any]) -> TrainConfig:
@@ -900,7 +901,8 @@ def recipes(quick: bool, draws: int, headline: bool = False,
                 if s == 0 else
                 Recipe(seeded_name("old", s), (1500,), ablation({"seed": s}), "", draws),
                 Recipe(NEW if s == 0 else seeded_name("new", s), (k,),
-                       new_ablation({"seed": s}), "after issue 21" if s == 0 else "", draws),
+                       new_ablation({"seed": s}), "after issue 21" if s == 0 else "", draws,
+                       sampling_checks=s < 2),
                 Recipe(seeded_name(UNCOND, s), (k,),
                        new_ablation({"seed": s, "conditional": False}),
                        "the new recipe without its labels: an unconditional model (the "
@@ -987,16 +989,20 @@ def diffusers_denoiser(diffusers: ModuleType, steps: int, data: Tensor):
 
 
 def frechet_draws(model: Any, clf: Any, ref: Tensor, draws: int, n: int,
-                  sampler: dict[str, Any] | None = None) -> tuple[list, float]:  # fmt: skip
+                  sampler: dict[str, Any] | None = None,
+                  classes: bool | None = None) -> tuple[list, float]:  # fmt: skip
     """The Frechet distance of ``draws`` sets of ``n`` samples (by ``SAMPLER``, or by
     ``diffusion.sample``'s defaults plus the options ``sampler``), and CPU-s per draw. A
     class-conditional model samples ``p(x)`` as the quickstart does: each sample's class drawn
     from the training data's class frequencies (``Dataset.draw_labels``, from the draw's
-    generator), then ``x | class``."""
+    generator), then ``x | class``; ``classes`` overrides whether labels are drawn (default:
+    when ``model.num_classes`` is set)."""
     from scorelab import diffusion
     from scorelab.metrics import frechet_distance
 
-    train = load("digits") if getattr(model, "num_classes", None) is not None else None
+    if classes is None:
+        classes = getattr(model, "num_classes", None) is not None
+    train = load("digits") if classes else None
     fds, start = [], time.process_time()
     for d in range(draws):
         g = torch.Generator().manual_seed(SAMPLE_SEED + d)
@@ -1057,6 +1063,21 @@ def quality_cell(recipe: Recipe, steps: tuple[int, ...], draws: int, n: int, clf
             fds, per = frechet_draws(model, clf, ref, draws, n)
             name = f"{recipe.name}, power EMA gamma {g:g} (sigma_rel {power_ema_sigma_rel(g):.3f})"
             cells.append(Cell(name, total, params, cpu_used, wall_used, fds, per))
+        if recipe.sampling_checks:  # other ways to sample the same conditional weights
+            from scorelab.diffusion import ClassifierFreeGuidance
+
+            model = trainer.ema_model()
+            checks = (
+                ("classifier-free guidance w 1.5 (70 NFE)", ClassifierFreeGuidance(model, 1.5),
+                 {**SAMPLER, "nfe": 70}, True),
+                ("its unconditional branch (no label)", model, SAMPLER, False),
+                ("EDM churn at its largest gamma (S_churn 40)", model,
+                 {**SAMPLER, "s_churn": 40.0}, True),
+            )  # fmt: skip
+            for label, m, opts, classes in checks:
+                fds, per = frechet_draws(m, clf, ref, draws, n, sampler=opts, classes=classes)
+                cells.append(Cell(f"{recipe.name}, {label}", total, params, cpu_used, wall_used,
+                                  fds, per))  # fmt: skip
         if recipe.prior_check:  # the quickstart's sampling, on the same weights and seeds
             from scorelab.cli.sample_cmd import data_moments
 
