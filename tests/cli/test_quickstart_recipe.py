@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from scorelab.cli import quickstart
 from scorelab.training import TrainConfig
 
@@ -23,12 +25,9 @@ def test_digits_configs_do_not_share_mutable_settings():
     assert quickstart.digits_config(0, "b").net_kwargs["base_channels"] != 999
 
 
-def test_quickstart_samples_from_the_training_datas_moments(tmp_path, monkeypatch):
-    """A bare network has no data moments: the quickstart passes the training data's, so
-    ``diffusion.sample`` starts from the data-aware prior and places its default levels by the
-    data's scale, as ``scorelab sample`` does for the same run folder."""
-    import torch
-
+@pytest.fixture
+def sample_calls(monkeypatch) -> dict:
+    """The keyword arguments of the latest ``diffusion.sample`` call (which still runs)."""
     from scorelab import diffusion
 
     seen = {}
@@ -39,6 +38,16 @@ def test_quickstart_samples_from_the_training_datas_moments(tmp_path, monkeypatc
         return real(model, n, **kwargs)
 
     monkeypatch.setattr(diffusion, "sample", spy)
+    return seen
+
+
+def test_quickstart_samples_from_the_training_datas_moments(tmp_path, sample_calls):
+    """A bare network has no data moments: the quickstart passes the training data's, so
+    ``diffusion.sample`` starts from the data-aware prior and places its default levels by the
+    data's scale, as ``scorelab sample`` does for the same run folder."""
+    import torch
+
+    seen = sample_calls
     cfg = TrainConfig(data="moons", n=300, steps=3, batch_size=16, seed=0, out=str(tmp_path / "m"),
                       device="cpu")  # fmt: skip
     lines, out = quickstart.train_sample_evaluate("moons", cfg, 50, {"sampler": "heun", "nfe": 5})
@@ -57,23 +66,14 @@ def test_digits_sampling_is_a_valid_sampler_and_budget():
     assert quickstart.DIGITS_SAMPLING["nfe"] >= 1
 
 
-def test_a_conditional_recipe_samples_classes_drawn_from_the_data(tmp_path, monkeypatch):
+def test_a_conditional_recipe_samples_classes_drawn_from_the_data(tmp_path, sample_calls):
     """The digits recipe is class-conditional: the quickstart draws each sample's class from
     the training data's class frequencies (seeded by the run's seed) and samples x | class, a
     draw of p(x); the report says so."""
     import torch
 
-    from scorelab import diffusion
-
     assert quickstart.DIGITS_RECIPE["conditional"]
-    seen = {}
-    real = diffusion.sample
-
-    def spy(model, n, **kwargs):
-        seen.update(kwargs)
-        return real(model, n, **kwargs)
-
-    monkeypatch.setattr(diffusion, "sample", spy)
+    seen = sample_calls
     cfg = quickstart.digits_config(2, str(tmp_path / "d"), steps=2, device="cpu")
     cfg.net_kwargs["base_channels"] = 8
     lines, out = quickstart.train_sample_evaluate("digits", cfg, 20, {"sampler": "euler",
