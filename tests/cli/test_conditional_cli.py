@@ -102,6 +102,19 @@ def test_conditional_likelihood_is_the_class_mixture_bound(cond_run):
     assert prior.sum().item() == pytest.approx(1.0)
 
 
+def test_eval_and_denoise_use_a_conditional_runs_labels(cond_run, capsys):
+    """``eval --nll`` scores a conditional run as its class mixture (and says so in the output
+    and eval.json); ``denoise`` denoises each example given its class."""
+    out = cond_run / "nll.json"
+    assert main(["eval", str(cond_run), "--nll", "test", "-n", "3", "--hutchinson",
+                 "--json", str(out)]) == 0  # fmt: skip
+    assert "class-conditional run" in capsys.readouterr().out
+    assert "lower bound" in json.loads(out.read_text())["likelihood"]["conditional"]
+    assert main(["denoise", str(cond_run), "-n", "4", "--sigma", "0.5",
+                 "--out", str(cond_run / "den.png")]) == 0  # fmt: skip
+    assert "each given its class" in capsys.readouterr().out
+
+
 def test_bad_class_is_a_clear_error(cond_run):
     with pytest.raises(SystemExit, match=r"index in 0\.\.9"):
         main(["sample", str(cond_run), "--class", "12", "-n", "4"])
