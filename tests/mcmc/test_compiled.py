@@ -53,6 +53,41 @@ def test_eager_blocks_are_the_same_chains_for_any_block_size():
     assert torch.equal(a.samples, b.samples)
 
 
+@pytest.mark.parametrize("kernel", ["mala", "hmc", "nuts"])
+def test_inference_mode_blocks_give_the_plain_eager_chains(kernel, monkeypatch):
+    """Closed-form targets (``needs_autograd`` False) run eager blocks under
+    ``torch.inference_mode``: the same chains, bit for bit, as the same target run under
+    ``no_grad`` (the attribute set back to True on the instance), and what comes back is made
+    of ordinary tensors (usable in autograd and in place)."""
+    from scorelab.mcmc import runner
+
+    seen = []
+    block = runner._block_eager
+
+    def spy(*args):
+        seen.append(torch.is_inference_mode_enabled())
+        return block(*args)
+
+    monkeypatch.setattr(runner, "_block_eager", spy)
+    target = densities.Banana()
+    assert not target.needs_autograd
+    kw = dict(chains=4, steps=30, warmup=40, dtype=F64, compile=False, progress=False)
+    fast = mcmc.sample(target, kernel, generator=_gen(5), **kw)
+    assert seen and all(seen)
+    seen.clear()
+    plain_target = densities.Banana()
+    plain_target.needs_autograd = True
+    plain = mcmc.sample(plain_target, kernel, generator=_gen(5), **kw)
+    assert seen and not any(seen)
+    assert torch.equal(fast.samples, plain.samples)
+    assert fast.step_size == plain.step_size
+    for value in dataclasses.astuple(fast):
+        for t in value.values() if isinstance(value, dict) else [value]:
+            if isinstance(t, torch.Tensor):
+                assert not t.is_inference()
+    fast.samples.requires_grad_(True).sum().backward()  # an ordinary leaf tensor
+
+
 def test_compiled_mala_gives_the_eager_chains():
     """Same seed, same chains, bit for bit: the compiled block runs the same kernel on the same
     pre-drawn numbers (at a fixed step size: see the HMC test for adapted ones)."""

@@ -21,6 +21,9 @@ class Density:
 
     dim: int
     normalized: bool = True
+    # log p and the score may use autograd (the defaults do): closed forms set False, and the
+    # MCMC runner then runs eager blocks under torch.inference_mode (less work per operation)
+    needs_autograd: bool = True
 
     def log_prob(self, x: Tensor) -> Tensor:
         """Log density at ``x`` (``[..., dim]`` -> ``[...]``); see ``normalized``."""

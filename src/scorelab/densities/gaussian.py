@@ -74,6 +74,8 @@ def _spectrum(covs: Tensor, k: int, d: int, name: str) -> tuple[Tensor, Tensor |
 class _GaussianFamily(Density):
     """Shared engine: a mixture of ``K`` Gaussians held as log-weights, means and spectra."""
 
+    needs_autograd = False  # closed-form log p and score
+
     def _setup(self, weights: Tensor, means: Tensor, evals: Tensor, evecs: Tensor | None) -> None:
         self._logw, self._means, self._evals, self._evecs = weights.log(), means, evals, evecs
         self.dim = means.shape[-1]

@@ -25,6 +25,8 @@ class Laplace(Density):
     ``-sqrt(2) sign(x - loc) / scale`` is defined everywhere but at ``x = loc``, where we take 0.
     """
 
+    needs_autograd = False  # closed-form log p and score
+
     def __init__(self, dim: int = 1, loc: object = 0.0, scale: object = 1.0):
         self.dim, self.normalized = _check_dim(dim), True
         self.loc = as_tensor(loc, "loc", torch.float64).expand(dim).clone()
@@ -72,6 +74,8 @@ class Banana(Density):
     ``Var x2 = 1 + 2 b^2 a^4``.
     """
 
+    needs_autograd = False  # closed-form log p and score
+
     def __init__(self, a: float = 1.0, b: float = 1.0):
         check_positive(a, "a")
         if not math.isfinite(b):
@@ -118,6 +122,8 @@ class Funnel(Density):
 
     Normalized. The first coordinate is ``v``; the neck (``v << 0``) defeats fixed step sizes.
     """
+
+    needs_autograd = False  # closed-form log p and score
 
     def __init__(self, dim: int = 10, scale: float = 3.0):
         if _check_dim(dim) < 2:

@@ -26,6 +26,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor
+from torch.utils._pytree import tree_map
 
 from scorelab._utils import DrawRecorder, PreDrawn, check_finite, rand, randn
 from scorelab.densities.base import Density, from_log_prob
@@ -644,7 +645,11 @@ class _BlockEngine:
         score = state.x.new_zeros(0) if state.score is None else state.score
         carry = (state.x, state.log_prob, score, tuple(da))
         t0 = time.perf_counter()
-        with torch.no_grad():
+        # eager blocks of closed-form targets run in inference mode: no autograd bookkeeping
+        # per operation (version counters, views' metadata), about 1.2x faster eagerly on the
+        # banana; its tensors are copied out as ordinary ones below
+        inference = not self.mode and not self.target.needs_autograd
+        with torch.inference_mode() if inference else torch.no_grad():
             if self.mode:
                 first = self.compiled is None
                 if first:
@@ -665,6 +670,8 @@ class _BlockEngine:
                 xs = (draws, flags)
                 block = block_stepwise if self.stepwise else _block_eager
                 carry, ys = block(k, self.target, params, self.jitter, carry, xs)
+        if inference:  # inference tensors cannot be updated in place or join autograd later
+            carry, ys = tree_map(torch.clone, (carry, ys))
         self.seconds.append(time.perf_counter() - t0)
         x, lp, score, da_t = carry
         return State(x, lp, score if state.score is not None else None), DAState(*da_t), ys
