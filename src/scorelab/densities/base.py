@@ -22,7 +22,8 @@ class Density:
     dim: int
     normalized: bool = True
     # log p and the score may use autograd (the defaults do): closed forms set False, and the
-    # MCMC runner then runs eager blocks under torch.inference_mode (less work per operation)
+    # MCMC runner then runs eager blocks under torch.inference_mode (less work per operation;
+    # autograd fails there, so a subclass of a closed form that uses it sets True again)
     needs_autograd: bool = True
 
     def log_prob(self, x: Tensor) -> Tensor:
