@@ -190,7 +190,7 @@ def likelihood_table(model, data: Dataset, n: int, seed: int, hutchinson: bool,
     if class_prior is not None:
         labels = data.labels[:n]
         span["cond"] = labels.to(x.device)
-        log_pc = class_prior.double().log()[labels].to(torch.float32)
+        log_pc = class_prior.double().log()[labels].to(x)  # x's dtype and device
         out["conditional"] = ("class mixture, scored by each example's label: log p(c) + "
                               "log p(x | c), a lower bound on log p(x)")  # fmt: skip
     if width is None:
