@@ -988,21 +988,21 @@ def diffusers_denoiser(diffusers: ModuleType, steps: int, data: Tensor):
     return from_diffusers(model, scheduler), params
 
 
-def frechet_draws(model: Any, clf: Any, ref: Tensor, draws: int, n: int,
+def frechet_draws(model: Any, clf: Any, ref: Tensor, data: Any, draws: int, n: int,
                   sampler: dict[str, Any] | None = None,
                   classes: bool | None = None) -> tuple[list, float]:  # fmt: skip
     """The Frechet distance of ``draws`` sets of ``n`` samples (by ``SAMPLER``, or by
     ``diffusion.sample``'s defaults plus the options ``sampler``), and CPU-s per draw. A
     class-conditional model samples ``p(x)`` as the quickstart does: each sample's class drawn
-    from the training data's class frequencies (``Dataset.draw_labels``, from the draw's
-    generator), then ``x | class``; ``classes`` overrides whether labels are drawn (default:
-    when ``model.num_classes`` is set)."""
+    from the class frequencies of the training data ``data`` (``Dataset.draw_labels``, from the
+    draw's generator), then ``x | class``; ``classes`` overrides whether labels are drawn
+    (default: when ``model.num_classes`` is set)."""
     from scorelab import diffusion
     from scorelab.metrics import frechet_distance
 
     if classes is None:
         classes = getattr(model, "num_classes", None) is not None
-    train = load("digits") if classes else None
+    train = data if classes else None
     fds, start = [], time.process_time()
     for d in range(draws):
         g = torch.Generator().manual_seed(SAMPLE_SEED + d)
@@ -1035,7 +1035,7 @@ def quality_cell(recipe: Recipe, steps: tuple[int, ...], draws: int, n: int, clf
             cpu, wall = time.process_time(), time.perf_counter()
             model, params = diffusers_denoiser(diffusers, k, data.x)
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-            fds, per = frechet_draws(model, clf, ref, draws, n)
+            fds, per = frechet_draws(model, clf, ref, data, draws, n)
             cells.append(Cell(recipe.name, k, params, cpu, wall, fds, per))
         return cells
     runs = [max(steps)] if recipe.one_run else list(steps)
@@ -1055,12 +1055,12 @@ def quality_cell(recipe: Recipe, steps: tuple[int, ...], draws: int, n: int, clf
             if trainer.step in steps:
                 models[trainer.step] = (copy.deepcopy(trainer.ema_model()), cpu_used, wall_used)
         for k, (model, cpu, wall) in sorted(models.items()):
-            fds, per = frechet_draws(model, clf, ref, draws, n)
+            fds, per = frechet_draws(model, clf, ref, data, draws, n)
             cells.append(Cell(recipe.name, k, params, cpu, wall, fds, per))
         for g, e in extra.items():
             model = copy.deepcopy(trainer.ema_model())
             model.load_state_dict(e.state_dict())
-            fds, per = frechet_draws(model, clf, ref, draws, n)
+            fds, per = frechet_draws(model, clf, ref, data, draws, n)
             name = f"{recipe.name}, power EMA gamma {g:g} (sigma_rel {power_ema_sigma_rel(g):.3f})"
             cells.append(Cell(name, total, params, cpu_used, wall_used, fds, per))
         if recipe.sampling_checks:  # other ways to sample the same conditional weights
@@ -1075,7 +1075,7 @@ def quality_cell(recipe: Recipe, steps: tuple[int, ...], draws: int, n: int, clf
                  {**SAMPLER, "s_churn": 40.0}, True),
             )  # fmt: skip
             for label, m, opts, classes in checks:
-                fds, per = frechet_draws(m, clf, ref, draws, n, sampler=opts, classes=classes)
+                fds, per = frechet_draws(m, clf, ref, data, draws, n, sampler=opts, classes=classes)
                 cells.append(Cell(f"{recipe.name}, {label}", total, params, cpu_used, wall_used,
                                   fds, per))  # fmt: skip
         if recipe.prior_check:  # the quickstart's sampling, on the same weights and seeds
@@ -1086,7 +1086,9 @@ def quality_cell(recipe: Recipe, steps: tuple[int, ...], draws: int, n: int, clf
             heun = {"sampler": "heun", "nfe": 35, "prior_moments": moments}
             for label, opts in (("zero prior", {}), ("data prior", {"prior_moments": moments}),
                                 ("data prior, heun 35", heun)):  # fmt: skip
-                fds, per = frechet_draws(trainer.ema_model(), clf, ref, draws, n, sampler=opts)
+                fds, per = frechet_draws(
+                    trainer.ema_model(), clf, ref, data, draws, n, sampler=opts
+                )
                 cells.append(Cell(f"{recipe.name}, diffusion.sample defaults, {label}", total,
                                   params, cpu_used, wall_used, fds, per))  # fmt: skip
     return cells
