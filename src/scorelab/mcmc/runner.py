@@ -647,7 +647,7 @@ class _BlockEngine:
         t0 = time.perf_counter()
         # eager blocks of closed-form targets run in inference mode: no autograd bookkeeping
         # per operation (version counters, views' metadata), about 1.2x faster eagerly on the
-        # banana; its tensors are copied out as ordinary ones below
+        # banana; the carried state is copied out as ordinary tensors below
         inference = not self.mode and not self.target.needs_autograd
         with torch.inference_mode() if inference else torch.no_grad():
             if self.mode:
@@ -670,8 +670,10 @@ class _BlockEngine:
                 xs = (draws, flags)
                 block = block_stepwise if self.stepwise else _block_eager
                 carry, ys = block(k, self.target, params, self.jitter, carry, xs)
-        if inference:  # inference tensors cannot be updated in place or join autograd later
-            carry, ys = tree_map(torch.clone, (carry, ys))
+        if inference:  # the state goes on (to compiled blocks, to the user): inference
+            # tensors cannot be updated in place or join autograd there; the outputs ys are
+            # only read (copied into the kept draws, averaged by the adaptation)
+            carry = tree_map(torch.clone, carry)
         self.seconds.append(time.perf_counter() - t0)
         x, lp, score, da_t = carry
         return State(x, lp, score if state.score is not None else None), DAState(*da_t), ys
