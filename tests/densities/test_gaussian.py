@@ -208,6 +208,21 @@ def test_far_point_score_is_the_nearest_component():
     assert torch.isfinite(gm.log_prob(x)).all()
 
 
+def test_mcmc_fast_paths_where_every_component_underflows():
+    """The MCMC paths (``value_and_score``, ``inner_score``) at a point so far out that every
+    component's log-term is -inf in float32 (|z|^2 overflows): the nearest component takes
+    all the weight (a finite score) instead of 0/0, next to an ordinary point in one batch."""
+    from scorelab.densities.base import inner_score, value_and_score
+
+    gm = GaussianMixture([0.5, 0.5], [[-1.0, 0.0], [3.0, 0.0]], 1.0)
+    x = torch.tensor([[-3e20, 0.0], [0.5, 0.0]])
+    lp, score = value_and_score(gm, x)
+    assert lp[0] == -math.inf and torch.isfinite(lp[1])
+    torch.testing.assert_close(score[0], torch.tensor([3e20, 0.0]))  # -(x - mu_0) / 1
+    torch.testing.assert_close(score[1], gm.score(x[1:])[0])
+    assert torch.equal(inner_score(gm, x), score)
+
+
 def test_leading_batch_dims():
     g = _gaussians()["full"]
     x = _points(n=12).reshape(3, 4, 3)

@@ -11,6 +11,7 @@ same and ``lambda / (lambda + sigma^2)`` stays accurate from sigma = 1e-3 to 1e3
 from __future__ import annotations
 
 import copy
+import math
 from typing import Literal
 
 import torch
@@ -24,6 +25,7 @@ from scorelab._utils import (
     check_positive,
     check_sigma,
     randn,
+    scalars,
 )
 from scorelab.densities.base import Density
 
@@ -158,9 +160,13 @@ class _GaussianFamily(Density):
         whitened coordinate is smallest, instead of 0/0. Branch-free, so it compiles into one
         graph (MCMC blocks)."""
         r = torch.softmax(logc, -1)
+        # eagerly on the CPU a check is cheaper than the fallback's ops: a lost row is NaN
+        # (0/0), so the sum is NaN where a row is lost (or was NaN already, which the
+        # fallback leaves NaN)
+        if not torch.compiler.is_compiling() and logc.device.type == "cpu":
+            if not math.isnan(r.sum()):
+                return r
         lost = torch.isneginf(logc).all(-1)
-        if not torch.compiler.is_compiling() and logc.device.type == "cpu" and not lost.any():
-            return r  # eagerly on the CPU a check is cheaper than the fallback's ops
         nearest = (z.abs() / var.sqrt()).amax(-1).argmin(-1)  # [B]
         one_hot = torch.nn.functional.one_hot(nearest, logc.shape[-1]).to(r)
         return torch.where(lost.unsqueeze(-1), one_hot, r)
@@ -240,31 +246,39 @@ class _GaussianFamily(Density):
         r = self._responsibilities(logc, z, var)  # [B, K]
         return torch.logsumexp(logc, -1), -self._unrotate_sum(r.unsqueeze(-1) * z / var, xf)
 
-    def _value_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _unsmoothed(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Unsmoothed fast path for MCMC inner loops (what ``_value_and_score_flat`` computes
-        at ``sigma = 0``, with ``1 / lambda_k`` and each component's normalizing constant
-        precomputed and no input checks): ``log p = logsumexp_k c_k``, ``c_k = log w_k -
-        (z_k . z_k / lambda_k + log det 2 pi C_k) / 2``, ``score = -sum_k r_k U_k (z_k /
-        lambda_k)``."""
+        at ``sigma = 0``, with ``-1 / lambda_k`` and each component's normalizing constant
+        precomputed and no input checks): ``c_k = log w_k - (z_k . z_k / lambda_k + log det 2
+        pi C_k) / 2`` ``[B, K]`` and ``score = -sum_k r_k U_k (z_k / lambda_k)``. The sign sits
+        in ``w_k = -z_k / lambda_k``, so the score needs no negation (the same bits)."""
         key = (x.dtype, x.device, "unsmoothed")
         if key not in self._cache:
             logw, means, evals, evecs = self._params(x)
             const = logw - 0.5 * (evals.log().sum(-1) + self.dim * LOG_2PI)
-            self._cache[key] = (const, means, evals, 1 / evals)
-        const, means, evals, inv = self._cache[key]
+            self._cache[key] = (const, means, evals, -1 / evals)
+        const, means, evals, neg_inv = self._cache[key]
         xf = x if x.ndim == 2 else x.reshape(-1, self.dim)
         z = xf[:, None, :] - means  # [B, K, d]
         evecs = self._params(x)[3]
         if evecs is not None:
             z = torch.einsum("bkd,kde->bke", z, evecs)
-        w = z * inv
-        logc = const - 0.5 * (z * w).sum(-1)
-        lp = torch.logsumexp(logc, -1)
+        w = z * neg_inv
+        # const + (z . w) / 2 in one call: halving is exact, so no rounding differs from the
+        # two-call form (nor from a fused multiply-add)
+        logc = torch.add(const, (z * w).sum(-1), alpha=0.5)
         r = self._responsibilities(logc, z, evals)
-        score = -self._unrotate_sum(r.unsqueeze(-1) * w, xf)
-        if x.ndim == 2:  # [chains, d], as MCMC kernels call it
-            return lp, score
-        return lp.reshape(x.shape[:-1]), score.reshape(x.shape)
+        score = self._unrotate_sum(r.unsqueeze(-1) * w, xf)
+        return logc, score if x.ndim == 2 else score.reshape(x.shape)
+
+    def _value_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``log p = logsumexp_k c_k`` and the score (``_unsmoothed``)."""
+        logc, score = self._unsmoothed(x)
+        lp = torch.logsumexp(logc, -1)
+        return lp if x.ndim == 2 else lp.reshape(x.shape[:-1]), score
+
+    def _inner_score(self, x: Tensor) -> Tensor:
+        return self._unsmoothed(x)[1]
 
     def _log_prob(self, x: Tensor) -> Tensor:
         return self.smoothed_log_prob(x, None)
@@ -373,7 +387,8 @@ class Gaussian(_GaussianFamily):
         """Unsmoothed fast path for MCMC inner loops: ``score = -P (x - mu)``,
         ``log p = (x - mu) . score / 2 - (log det 2 pi C) / 2``."""
         diff, score, const = self._diff_and_score(x)
-        return 0.5 * (diff * score).sum(-1) + const, score
+        half, const = scalars(x, 0.5, const)
+        return (diff * score).sum(-1) * half + const, score
 
     def _inner_score(self, x: Tensor) -> Tensor:
         return self._diff_and_score(x)[1]

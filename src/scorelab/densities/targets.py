@@ -7,7 +7,15 @@ import math
 import torch
 from torch import Tensor
 
-from scorelab._utils import LOG_2PI, as_tensor, check_finite, check_positive, rand, randn
+from scorelab._utils import (
+    LOG_2PI,
+    as_tensor,
+    check_finite,
+    check_positive,
+    rand,
+    randn,
+    scalars,
+)
 from scorelab.densities.base import Density
 
 
@@ -82,31 +90,41 @@ class Banana(Density):
             raise ValueError(f"b must be finite; got {b}")
         self.a, self.b, self.dim, self.normalized = float(a), float(b), 2, True
 
-    # log p and the score share x1 and u = x2 - b (x1^2 - a^2): MCMC kernels take both at once
-    def _parts(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        x1 = x[..., 0]
+    def _constants(self, x: Tensor) -> tuple[Tensor, ...]:
+        """``b``, ``a^2``, ``-2b``, ``1 / a^2``, ``-1/2`` and the normalizing term (``scalars``)."""
+        a2 = self.a**2
+        return scalars(x, self.b, a2, -2 * self.b, 1 / a2, -0.5, math.log(self.a) + LOG_2PI)
+
+    # log p and the score share x1 and v = b (x1^2 - a^2) - x2 = -u (u the standard normal
+    # z2): MCMC kernels take both at once. v rather than u saves the score's negation and
+    # gives the same bits (c - x2 = -(x2 - c) exactly; (-2b) v = 2b u exactly)
+    def _parts(self, x: Tensor, c: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor]:
+        x1, x2 = x.unbind(-1)
         sq = x1 * x1
-        return x1, sq, x[..., 1] - self.b * (sq - self.a**2)
+        return x1, sq, c[0] * (sq - c[1]) - x2
 
-    def _value(self, sq: Tensor, u: Tensor) -> Tensor:
-        return -0.5 * (sq / self.a**2 + u * u) - (math.log(self.a) + LOG_2PI)
+    def _value(self, sq: Tensor, v: Tensor, c: tuple[Tensor, ...]) -> Tensor:
+        return c[4] * (sq / c[1] + v * v) - c[5]
 
-    def _grad(self, x1: Tensor, u: Tensor) -> Tensor:
-        return torch.stack([x1 * (2 * self.b * u - 1 / self.a**2), -u], -1)
+    def _grad(self, x1: Tensor, v: Tensor, c: tuple[Tensor, ...]) -> Tensor:
+        return torch.stack([x1 * (c[2] * v - c[3]), v], -1)
 
     def _log_prob(self, x: Tensor) -> Tensor:
-        _, sq, u = self._parts(x)
-        return self._value(sq, u)
+        c = self._constants(x)
+        _, sq, v = self._parts(x, c)
+        return self._value(sq, v, c)
 
     def _score(self, x: Tensor) -> Tensor:
-        x1, _, u = self._parts(x)
-        return self._grad(x1, u)
+        c = self._constants(x)
+        x1, _, v = self._parts(x, c)
+        return self._grad(x1, v, c)
 
     _inner_score = _score  # closed form, no checks: fewer operations than with log p
 
     def _value_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x1, sq, u = self._parts(x)
-        return self._value(sq, u), self._grad(x1, u)
+        c = self._constants(x)
+        x1, sq, v = self._parts(x, c)
+        return self._value(sq, v, c), self._grad(x1, v, c)
 
     def _sample(self, n, generator, dtype, device) -> Tensor:
         z = randn((n, 2), generator, dtype, device)
@@ -131,6 +149,12 @@ class Funnel(Density):
         check_positive(scale, "scale")
         self.dim, self.scale, self.normalized = dim, float(scale), True
 
+    def _constants(self, x: Tensor) -> tuple[Tensor, ...]:
+        """``k = dim - 1``, ``scale^2``, ``1/2``, ``-1/2`` and the normalizing term
+        (``scalars``)."""
+        const = -math.log(self.scale) - 0.5 * self.dim * LOG_2PI
+        return scalars(x, self.dim - 1, self.scale**2, 0.5, -0.5, const)
+
     # log p and the score share v, e^-v and |x_1..|^2: MCMC kernels take both at once.
     # log p = -(v^2 / scale^2 + e^-v |x_1..|^2 + k v) / 2 - log scale - (k + 1) log(2 pi) / 2
     def _parts(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -138,27 +162,27 @@ class Funnel(Density):
         inv = torch.exp(-v)
         return v, rest, inv, (rest * rest).sum(-1, keepdim=True) * inv
 
-    def _value(self, v: Tensor, spread: Tensor) -> Tensor:
-        k = self.dim - 1
-        const = -math.log(self.scale) - 0.5 * self.dim * LOG_2PI
-        return (-0.5 * (v * (v / self.scale**2 + k) + spread) + const).squeeze(-1)
+    def _value(self, v: Tensor, spread: Tensor, c: tuple[Tensor, ...]) -> Tensor:
+        k, s2, _, minus_half, const = c
+        return (minus_half * (v * (v / s2 + k) + spread) + const).squeeze(-1)
 
-    def _grad(self, v: Tensor, rest: Tensor, inv: Tensor, spread: Tensor) -> Tensor:
-        g_v = 0.5 * (spread - (self.dim - 1)) - v / self.scale**2
-        return torch.cat([g_v, rest * -inv], -1)
+    def _grad(self, v: Tensor, rest: Tensor, inv: Tensor, spread: Tensor, c) -> Tensor:
+        k, s2, half = c[:3]
+        return torch.cat([half * (spread - k) - v / s2, rest * -inv], -1)
 
     def _log_prob(self, x: Tensor) -> Tensor:
         v, _, _, spread = self._parts(x)
-        return self._value(v, spread)
+        return self._value(v, spread, self._constants(x))
 
     def _score(self, x: Tensor) -> Tensor:
-        return self._grad(*self._parts(x))
+        return self._grad(*self._parts(x), self._constants(x))
 
     _inner_score = _score  # closed form, no checks: fewer operations than with log p
 
     def _value_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
         v, rest, inv, spread = self._parts(x)
-        return self._value(v, spread), self._grad(v, rest, inv, spread)
+        c = self._constants(x)
+        return self._value(v, spread, c), self._grad(v, rest, inv, spread, c)
 
     def _sample(self, n, generator, dtype, device) -> Tensor:
         z = randn((n, self.dim), generator, dtype, device)

@@ -13,6 +13,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from scorelab._utils import scalars
+
 # Hoffman & Gelman (2014), Algorithm 5, with Stan's defaults.
 GAMMA, T0, KAPPA = 0.05, 10.0, 0.75
 
@@ -41,12 +43,13 @@ def da_update(s: DAState, accept_prob: Tensor, target: float, mask: Tensor | boo
     selection: the same numbers in fewer operations."""
     if mask is False:
         return s
-    t = s.t + 1
-    eta = 1 / (t + T0)
-    h_bar = (1 - eta) * s.h_bar + eta * (target - accept_prob)
-    log_step = s.mu - t.sqrt() / GAMMA * h_bar
-    w = (-KAPPA * t.log()).exp()  # t^-kappa; pow rounds differently compiled and eager
-    bar = w * log_step + (1 - w) * s.log_step_bar
+    one, t0, gamma, minus_kappa, goal = scalars(s.t, 1.0, T0, GAMMA, -KAPPA, target)
+    t = s.t + one
+    eta = (t + t0).reciprocal()  # what 1 / (t + T0) computes
+    h_bar = (one - eta) * s.h_bar + eta * (goal - accept_prob)
+    log_step = s.mu - t.sqrt() / gamma * h_bar
+    w = (minus_kappa * t.log()).exp()  # t^-kappa; pow rounds differently compiled and eager
+    bar = w * log_step + (one - w) * s.log_step_bar
     new = DAState(log_step, bar, h_bar, s.mu, t)
     if mask is True:
         return new

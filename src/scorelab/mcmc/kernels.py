@@ -16,7 +16,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from scorelab._utils import rand, randn
+from scorelab._utils import rand, randn, scalars
 from scorelab.densities.base import Density, inner_score, value_and_score
 from scorelab.mcmc.metric import Metric, as_metric, per_chain
 
@@ -91,7 +91,8 @@ def mh_correct(
     A proposal whose log-density is NaN or inf is rejected and flagged as a divergence; a NaN
     ratio rejects (both become a log-ratio of -inf in ``Info``).
     """
-    diverged = ~(proposal.log_prob.abs() < math.inf)  # NaN or +-inf
+    (inf_t,) = scalars(log_ratio, math.inf)
+    diverged = ~(proposal.log_prob.abs() < inf_t)  # NaN or +-inf
     inf = math.inf
     log_ratio = torch.nan_to_num(log_ratio, -inf, inf, -inf).masked_fill(diverged, -inf)
     accepted = _accept(log_ratio, generator)
@@ -118,12 +119,13 @@ def langevin_proposal(
     of the operations of evaluating both Gaussian densities."""
     h = per_chain(h, state.x)
     noise = randn(state.x.shape, generator, state.x.dtype, state.x.device)
-    kick = (2 * h) ** 0.5 * noise
+    kick = (h + h).sqrt() * noise if isinstance(h, Tensor) else (2 * h) ** 0.5 * noise
     x_new = state.x + h * state.score + kick
     prop = init(target, x_new)
     g = state.score + prop.score
     log_q = (g * torch.add(h * g, kick, alpha=2)).sum(-1)
-    return prop, prop.log_prob - state.log_prob - 0.25 * log_q
+    (quarter,) = scalars(log_q, 0.25)
+    return prop, prop.log_prob - state.log_prob - log_q * quarter
 
 
 def ula_step(target: Density, state: State, step_size: float | Tensor, generator=None):
@@ -175,7 +177,7 @@ def leapfrog(
     h = per_chain(h, state.x)
     x, score = state.x, state.score
     lp = state.log_prob
-    half = 0.5 * h
+    half = h * scalars(x, 0.5)[0] if isinstance(h, Tensor) else 0.5 * h
     # x += h M^{-1} p; diagonal: h M^{-1} formed once per trajectory (one product a step).
     # Not torch.addcmul: eagerly it may round differently (fused multiply-add) from the
     # compiled block's mul + add, and compiled blocks must give the eager chains bit for bit
@@ -210,7 +212,8 @@ def hmc_step(
     log_ratio = h_start - h_end
     new, info = mh_correct(state, prop, log_ratio, generator, n_leapfrog)
     # NaN, +-inf or an energy error above MAX_ENERGY_ERROR
-    diverged = ~((log_ratio >= -MAX_ENERGY_ERROR) & (log_ratio < math.inf))
+    lowest, inf = scalars(log_ratio, -MAX_ENERGY_ERROR, math.inf)
+    diverged = ~((log_ratio >= lowest) & (log_ratio < inf))
     energy = torch.where(info.accepted, h_end, h_start)
     return new, Info(
         info.accepted, info.accept_prob, log_ratio, diverged, n_leapfrog, {"energy": energy}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scorelab._utils import append_dims, randn
+from scorelab._utils import append_dims, randn, scalars
 
 
 def per_chain(value: float | Tensor, x: Tensor) -> float | Tensor:
@@ -73,7 +73,7 @@ class Metric:
 
     def kinetic(self, p: Tensor) -> Tensor:
         """``K(p) = p^T M^{-1} p / 2`` per chain, ``[chains]``."""
-        return 0.5 * (p * self.velocity(p)).sum(-1)
+        return (p * self.velocity(p)).sum(-1) * scalars(p, 0.5)[0]
 
     def momentum(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         """Fresh momenta ``p ~ N(0, M)`` shaped like ``x`` ``[chains, dim]``."""
