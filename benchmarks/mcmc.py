@@ -681,6 +681,7 @@ def report(
     study_repeats=1,
     pending="",
     note="",
+    floor="",
 ) -> str:
     sections = [
         "# MCMC benchmark: scorelab vs BlackJAX and NumPyro on CPU",
@@ -735,6 +736,23 @@ def report(
             '`compile=False`, what `compile="auto"` runs at these lengths.',
             "",
             sweep_table(sweep_rows),
+        ]
+    if floor:
+        sections += [
+            "",
+            "## The eager floor",
+            "",
+            "What one ATen call costs here (first table: one thread, inference mode, "
+            "[64, 2] float32, the best of 7 timings of 20,000 calls), and what the eager "
+            "rows above are made of (second table; calls counted by a dispatch mode over 200 "
+            'transitions after warm-up, block overhead included). "Run s at the cheapest '
+            'call" is the calls of a whole run at the cost of `a * b`, the cheapest call '
+            'there is; "best ESS/s ratio at these calls" divides BlackJAX\'s total time (its '
+            "compile included) by that, times the ESS ratio of the medians: no eager run with "
+            'this many calls can do better. "Calls for 2x" is how few calls a transition '
+            "must make to reach 2x BlackJAX at equal ESS, were every call the cheapest.",
+            "",
+            floor,
         ]
     if study:
         sections += [
@@ -849,6 +867,97 @@ def compile_study(repeats: int) -> str:
     return "\n".join(lines)
 
 
+# -- the eager floor: what an eager transition's ATen calls cost ------------------------------
+
+# one call each on [chains, 2] float32 (a [chains] mask), in inference mode as eager blocks of
+# closed-form targets run; a Python number is wrapped in a fresh tensor first (_utils.scalars)
+CALLS: dict[str, Callable[..., Any]] = {
+    "`a * b`": lambda a, b, c, m: a * b,
+    "`a * 0.5` (a Python number)": lambda a, b, c, m: a * 0.5,
+    "`a * c` (a 0-dim tensor)": lambda a, b, c, m: a * c,
+    "`a.sum(-1)`": lambda a, b, c, m: a.sum(-1),
+    "`torch.stack([a[:, 0], a[:, 1]], -1)` (3 calls)": lambda a, b, c, m: torch.stack(
+        [a[:, 0], a[:, 1]], -1
+    ),
+    "`torch.where(m[:, None], a, b)` (2 calls)": lambda a, b, c, m: torch.where(m[:, None], a, b),
+}
+
+
+def call_costs(chains: int, repeats: int = 7, number: int = 20_000) -> dict[str, float]:
+    """Microseconds per evaluation of each ``CALLS`` entry: the best of ``repeats`` timings of
+    ``number`` evaluations (the best, as a floor: slower timings are the machine's noise)."""
+    import timeit
+
+    gen = torch.Generator().manual_seed(SEED)
+    a, b = torch.randn(2, chains, 2, generator=gen)
+    c, m = torch.tensor(0.5), torch.rand(chains, generator=gen) < 0.5
+    out = {}
+    with torch.inference_mode():
+        for name, fn in CALLS.items():
+            best = min(timeit.repeat(lambda fn=fn: fn(a, b, c, m), number=number, repeat=repeats))
+            out[name] = 1e6 * best / number
+    return out
+
+
+def calls_per_transition(problem: Problem, sampler: str, chains: int) -> float:
+    """ATen calls of one eager transition after warm-up, block overhead included: two runs
+    that differ only in their number of draws (100 warm-up, then 100 or 300 draws), counted
+    by a dispatch mode, the difference divided by the 200 extra transitions."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    counts = []
+    for draws in (100, 300):
+        options = {"n_leapfrog": N_LEAPFROG} if sampler == "hmc" else {}
+        with Count() as count:
+            mcmc.sample(
+                problem.builtin(), sampler, chains=chains, steps=draws, warmup=100,
+                compile=False, progress=False, generator=torch.Generator().manual_seed(SEED),
+                **options,
+            )  # fmt: skip
+        counts.append(count.n)
+    return (counts[1] - counts[0]) / 200
+
+
+def floor_table(rows: list[Row], steps: tuple[int, int], chains: int) -> str:
+    """Per eager (target, sampler): calls per transition, what they cost in the run, and the
+    bound they set against BlackJAX's total time (at the cheapest call, equal ESS)."""
+    costs = call_costs(chains)
+    cheapest = costs["`a * b`"]
+    lines = [
+        "| call | µs |",
+        "|---|---:|",
+        *(f"| {name} | {fmt(us)} |" for name, us in costs.items()),
+        "",
+        "| target | sampler | ATen calls / transition | µs / transition (run) | µs / call "
+        "| run s at the cheapest call | BlackJAX s (incl. compile) | best ESS/s ratio "
+        "at these calls | calls for 2x |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    transitions = sum(steps)
+    for (target, sampler, library, n), group in groups(rows).items():
+        peer = find(rows, target, sampler, "BlackJAX", n)
+        if library != "scorelab eager" or n != chains or not peer:
+            continue
+        calls = calls_per_transition(PROBLEMS[target], sampler, chains)
+        us = 1e6 * med(group, "wall") / transitions
+        floor_s = calls * transitions * cheapest * 1e-6
+        peer_s = med(peer, "total")
+        ess = med(group, "min_ess") / med(peer, "min_ess")
+        need = peer_s / 2 / (transitions * cheapest * 1e-6)
+        lines.append(
+            f"| {target} | {sampler.upper()} | {calls:.0f} | {fmt(us)} | {fmt(us / calls)} "
+            f"| {fmt(floor_s)} | {fmt(peer_s)} | {fmt(ess * peer_s / floor_s)} | {need:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def uptime() -> str:
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
@@ -874,6 +983,8 @@ def main() -> None:
     )
     parser.add_argument("--note", default="", help="a line for the report's header (why a run "
                         "was shrunk, ...)")  # fmt: skip
+    parser.add_argument("--floor", action="store_true", help="add the eager floor section "
+                        "(ATen calls per eager transition and what a call costs)")  # fmt: skip
     parser.add_argument("--study-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -933,10 +1044,11 @@ def main() -> None:
     if do_study:
         print(f"compile study: {uptime()}")
         study = compile_study(study_repeats)
+    floor = floor_table(rows, steps, args.chains) if args.floor else ""
     uptimes.append(uptime())
     meta = run_meta(args.quick, start, load_start, args=cmd)
     text = report(rows, sweep_rows, peers, steps, meta, repeats, uptimes, study, study_repeats,
-                  note=args.note)  # fmt: skip
+                  note=args.note, floor=floor)  # fmt: skip
     emit(text, out)
 
 
