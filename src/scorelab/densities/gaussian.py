@@ -131,7 +131,7 @@ class _GaussianFamily(Density):
         """
         logw, means, evals, evecs = self._params(x)
         var = evals + sigma2.unsqueeze(-1)  # [B|1, K, d]
-        z = x[:, None, :] - means  # [B, K, d]
+        z = x.unsqueeze(1) - means  # [B, K, d]
         if evecs is not None:
             z = torch.einsum("bkd,kde->bke", z, evecs)
         logc = logw - 0.5 * ((z * z / var).sum(-1) + var.log().sum(-1) + self.dim * LOG_2PI)
@@ -259,7 +259,7 @@ class _GaussianFamily(Density):
             self._cache[key] = (const, means, evals, -1 / evals)
         const, means, evals, neg_inv = self._cache[key]
         xf = x if x.ndim == 2 else x.reshape(-1, self.dim)
-        z = xf[:, None, :] - means  # [B, K, d]
+        z = xf.unsqueeze(1) - means  # [B, K, d]
         evecs = self._params(x)[3]
         if evecs is not None:
             z = torch.einsum("bkd,kde->bke", z, evecs)
