@@ -743,7 +743,8 @@ def report(
             "## The eager floor",
             "",
             "What one ATen call costs here (first table: one thread, inference mode, "
-            "[64, 2] float32, the best of 7 timings of 20,000 calls), and what the eager "
+            "[64, 2] float32, the best of 7 timings of 20,000 calls less an empty function's), "
+            "and what the eager "
             "rows above are made of (second table; calls counted by a dispatch mode over 200 "
             'transitions after warm-up, block overhead included). "Run s at the cheapest '
             'call" is the calls of a whole run at the cost of `a * b`, the cheapest call '
@@ -885,18 +886,20 @@ CALLS: dict[str, Callable[..., Any]] = {
 
 def call_costs(chains: int, repeats: int = 7, number: int = 20_000) -> dict[str, float]:
     """Microseconds per evaluation of each ``CALLS`` entry: the best of ``repeats`` timings of
-    ``number`` evaluations (the best, as a floor: slower timings are the machine's noise)."""
+    ``number`` evaluations (the best, as a floor: slower timings are the machine's noise), less
+    the same timing of an empty function called the same way (the harness's own cost)."""
     import timeit
 
     gen = torch.Generator().manual_seed(SEED)
     a, b = torch.randn(2, chains, 2, generator=gen)
     c, m = torch.tensor(0.5), torch.rand(chains, generator=gen) < 0.5
-    out = {}
+
+    def best(fn: Callable[..., Any]) -> float:
+        return min(timeit.repeat(lambda: fn(a, b, c, m), number=number, repeat=repeats))
+
     with torch.inference_mode():
-        for name, fn in CALLS.items():
-            best = min(timeit.repeat(lambda fn=fn: fn(a, b, c, m), number=number, repeat=repeats))
-            out[name] = 1e6 * best / number
-    return out
+        empty = best(lambda a, b, c, m: None)
+        return {name: 1e6 * (best(fn) - empty) / number for name, fn in CALLS.items()}
 
 
 def calls_per_transition(problem: Problem, sampler: str, chains: int) -> float:
