@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from scorelab._utils import scalars
+from scorelab.densities import scalars
 
 VALUES = (0.1, 1 / 3, -1000.0, 2.0, 0.5, math.inf, 1e-30, 7)
 # not ``c / t``: torch computes ``number / tensor`` as ``tensor.reciprocal() * number``, which

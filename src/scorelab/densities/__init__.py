@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from scorelab._utils import check_positive
+from scorelab._utils import check_positive, scalars
 from scorelab.densities.base import (
     Density,
     FunctionDensity,
@@ -105,6 +105,7 @@ __all__ = [
     "from_denoiser",
     "from_log_prob",
     "make",
+    "scalars",
     "score_from_denoised",
     "score_from_denoiser",
     "value_and_score",
