@@ -34,12 +34,11 @@ from scorelab._utils import rand
 from scorelab.densities.base import Density
 from scorelab.mcmc.kernels import (
     KERNELS,
-    MAX_ENERGY_ERROR,
     Info,
     Kernel,
     State,
+    hamiltonian_correct,
     leapfrog,
-    mh_correct,
 )
 from scorelab.mcmc.metric import Metric, as_metric
 
@@ -146,20 +145,15 @@ def chees_step(
     n = n_steps(trajectory_length, u, h)
     p0 = metric.momentum(state.x, generator)
     prop, p1 = leapfrog_counts(target, state, p0, h, metric, n)
-    h_start = metric.kinetic(p0) - state.log_prob
-    h_end = metric.kinetic(p1) - prop.log_prob
-    log_ratio = h_start - h_end
-    new, info = mh_correct(state, prop, log_ratio, generator, n)
-    diverged = ~(log_ratio >= -MAX_ENERGY_ERROR)  # NaN too
-    energy = torch.where(info.accepted, h_end, h_start)
-    extra = {"energy": energy, "n_leapfrog": n, "diverged": diverged}
+    new, info = hamiltonian_correct(state, prop, p0, p1, metric, generator, n)
+    extra = info.extra  # energy
+    extra.update(n_leapfrog=n, diverged=info.diverged)
     if criterion:
-        ok = ~diverged & torch.isfinite(prop.x).all(-1)
+        ok = ~info.diverged & torch.isfinite(prop.x).all(-1)
         length = u * (trajectory_length if trajectory_length is not None else h)
         extra["chees_grad"] = chees_gradient(
             metric, state.x, prop.x, p1, info.accept_prob, ok, length
         )
-    info = Info(info.accepted, info.accept_prob, log_ratio, diverged, n, extra=extra)
     return new, info
 
 

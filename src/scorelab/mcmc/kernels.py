@@ -61,13 +61,13 @@ def init(target: Density, x: Tensor, with_score: bool = True) -> State:
 
 def mh_accept(log_ratio: Tensor, generator: torch.Generator | None) -> Tensor:
     """Metropolis-Hastings: accept with probability ``min(1, exp(log_ratio))``; NaN rejects."""
-    return _accept(torch.nan_to_num(log_ratio, nan=-math.inf), generator)
+    prob = torch.nan_to_num(log_ratio, nan=-math.inf).clamp(max=0).exp()
+    return _accept(prob, generator)
 
 
-def _accept(log_ratio: Tensor, generator: torch.Generator | None) -> Tensor:
-    """``mh_accept`` for a log-ratio without NaN."""
-    u = rand(log_ratio.shape, generator, log_ratio.dtype, log_ratio.device)
-    return torch.log(u) < log_ratio
+def _accept(prob: Tensor, generator: torch.Generator | None) -> Tensor:
+    """True with probability ``prob`` (in [0, 1]): ``u < prob`` for ``u ~ U[0, 1)``."""
+    return rand(prob.shape, generator, prob.dtype, prob.device) < prob
 
 
 def select(accepted: Tensor, new: Tensor | None, old: Tensor | None) -> Tensor | None:
@@ -95,15 +95,52 @@ def mh_correct(
     diverged = ~(proposal.log_prob.abs() < inf_t)  # NaN or +-inf
     inf = math.inf
     log_ratio = torch.nan_to_num(log_ratio, -inf, inf, -inf).masked_fill(diverged, -inf)
-    accepted = _accept(log_ratio, generator)
+    new, accepted, prob = _mh_select(state, proposal, log_ratio, generator)
+    return new, Info(accepted, prob, log_ratio, diverged, evals)
+
+
+def _mh_select(
+    state: State, proposal: State, log_ratio: Tensor, generator: torch.Generator | None
+) -> tuple[State, Tensor, Tensor]:
+    """The MH rule for a log-ratio without NaN: the new state, ``accepted`` and
+    ``min(1, exp(log_ratio))``."""
+    prob = log_ratio.clamp(max=0).exp()
+    accepted = _accept(prob, generator)
     rows = accepted[:, None]  # one mask for the [chains, dim] selections
     new = State(
         select(rows, proposal.x, state.x),
         select(accepted, proposal.log_prob, state.log_prob),
         select(rows, proposal.score, state.score),
     )
-    prob = log_ratio.clamp(max=0).exp()
-    return new, Info(accepted, prob, log_ratio, diverged, evals)
+    return new, accepted, prob
+
+
+def hamiltonian_correct(
+    state: State,
+    proposal: State,
+    p0: Tensor,
+    p1: Tensor,
+    metric: Metric,
+    generator: torch.Generator | None,
+    evals: int | Tensor,
+) -> tuple[State, Info]:
+    """MH for a Hamiltonian trajectory from ``(state, p0)`` to ``(proposal, p1)``: accept with
+    ``min(1, exp(H_0 - H_1))``, ``H = K(p) - log p(x)`` (Neal 2011, eq. 5.17 ff.).
+
+    A log-ratio that is NaN or +-inf (a non-finite log-density or momentum) or below
+    ``-MAX_ENERGY_ERROR`` is a divergence (as in Stan) and rejects; NaN and +inf become -inf,
+    which also covers a proposal whose log-density is NaN or inf (its ``H`` is then NaN or
+    inf). ``Info.extra["energy"]`` is ``H`` at the draw (Stan's ``energy__``, for E-BFMI): the
+    proposal's if taken, else the start's."""
+    h_start = metric.kinetic(p0) - state.log_prob
+    h_end = metric.kinetic(p1) - proposal.log_prob
+    inf = math.inf
+    log_ratio = torch.nan_to_num(h_start - h_end, nan=-inf, posinf=-inf, neginf=-inf)
+    (lowest,) = scalars(log_ratio, -MAX_ENERGY_ERROR)
+    diverged = log_ratio < lowest  # no NaN left
+    new, accepted, prob = _mh_select(state, proposal, log_ratio, generator)
+    energy = torch.where(accepted, h_end, h_start)
+    return new, Info(accepted, prob, log_ratio, diverged, evals, {"energy": energy})
 
 
 def langevin_proposal(
@@ -182,14 +219,17 @@ def leapfrog(
     # Not torch.addcmul: eagerly it may round differently (fused multiply-add) from the
     # compiled block's mul + add, and compiled blocks must give the eager chains bit for bit
     h_inv_mass = None if metric.dense else h * metric.inv_mass
+    # p and x are fresh tensors after their first update, so later updates go in place (the
+    # same bits, a little cheaper eagerly); the caller's p and state.x are never written
     p = p + half * score  # half step in momentum
     for i in range(n_steps):
-        x = x + (h * metric.velocity(p) if h_inv_mass is None else h_inv_mass * p)
+        dx = h * metric.velocity(p) if h_inv_mass is None else h_inv_mass * p
+        x = x + dx if i == 0 else x.add_(dx)
         if i < n_steps - 1:
-            p = p + h * inner_score(target, x)  # full step
+            p.add_(h * inner_score(target, x))  # full step
         else:
             lp, score = value_and_score(target, x)
-            p = p + half * score  # half step at the end
+            p.add_(half * score)  # half step at the end
     return State(x, lp, score), p
 
 
@@ -206,18 +246,7 @@ def hmc_step(
     metric = as_metric(inv_mass, state.x)
     p0 = metric.momentum(state.x, generator)
     prop, p1 = leapfrog(target, state, p0, step_size, metric, n_leapfrog)
-    # H = K - log p at the start and the end; the draw's (Stan's energy__, for E-BFMI) is the
-    # proposal's if taken, else the start's
-    h_start, h_end = metric.kinetic(p0) - state.log_prob, metric.kinetic(p1) - prop.log_prob
-    log_ratio = h_start - h_end
-    new, info = mh_correct(state, prop, log_ratio, generator, n_leapfrog)
-    # NaN, +-inf or an energy error above MAX_ENERGY_ERROR
-    lowest, inf = scalars(log_ratio, -MAX_ENERGY_ERROR, math.inf)
-    diverged = ~((log_ratio >= lowest) & (log_ratio < inf))
-    energy = torch.where(info.accepted, h_end, h_start)
-    return new, Info(
-        info.accepted, info.accept_prob, log_ratio, diverged, n_leapfrog, {"energy": energy}
-    )
+    return hamiltonian_correct(state, prop, p0, p1, metric, generator, n_leapfrog)
 
 
 def sgld_step(target: Density, state: State, step_size: float | Tensor, generator=None):

@@ -7,12 +7,12 @@ metric works everywhere at once. Step sizes are a float or one per chain (``[cha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from scorelab._utils import append_dims, randn, scalars
+from scorelab._utils import append_dims, randn
 
 
 def per_chain(value: float | Tensor, x: Tensor) -> float | Tensor:
@@ -32,6 +32,10 @@ class Metric:
 
     inv_mass: Tensor  # [dim] diagonal or [dim, dim] dense, symmetric positive definite
     factor: Tensor  # [dim] or [dim, dim], see above
+    half: Tensor = field(init=False, repr=False)  # M^{-1} / 2, for the kinetic energy
+
+    def __post_init__(self):
+        object.__setattr__(self, "half", self.inv_mass * 0.5)
 
     @classmethod
     def from_inv_mass(cls, inv_mass: Tensor) -> Metric:
@@ -72,8 +76,9 @@ class Metric:
         return p @ self.inv_mass if self.dense else p * self.inv_mass
 
     def kinetic(self, p: Tensor) -> Tensor:
-        """``K(p) = p^T M^{-1} p / 2`` per chain, ``[chains]``."""
-        return (p * self.velocity(p)).sum(-1) * scalars(p, 0.5)[0]
+        """``K(p) = p^T M^{-1} p / 2`` per chain, ``[chains]``, as ``p . (M^{-1} / 2) p``: halving
+        is exact, so the same bits as halving the sum, in one call fewer."""
+        return (p * (p @ self.half if self.dense else p * self.half)).sum(-1)
 
     def momentum(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         """Fresh momenta ``p ~ N(0, M)`` shaped like ``x`` ``[chains, dim]``."""
