@@ -192,6 +192,45 @@ def test_leapfrog_is_reversible_and_second_order():
     assert 3.5 < errors[0] / errors[1] < 4.5  # halving h quarters the energy error
 
 
+def test_leapfrog_never_writes_its_inputs():
+    """The leapfrog updates its own position and momentum in place after the first step: the
+    caller's state and momentum keep their values."""
+    target = densities.Banana()
+    state = mcmc.init(target, torch.tensor([[0.5, -0.2], [1.0, 0.3]]))
+    p = torch.tensor([[0.3, 0.8], [-1.0, 0.1]])
+    kept = (state.x.clone(), state.score.clone(), p.clone())
+    end, p1 = mcmc.leapfrog(target, state, p, 0.1, None, 5)
+    for a, b in zip((state.x, state.score, p), kept, strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(end.x, state.x) and not torch.equal(p1, p)
+
+
+def test_hamiltonian_correction_rejects_and_flags_every_bad_energy():
+    """``hamiltonian_correct``: log-ratio ``H_0 - H_1`` with ``H = p^2/2 - log p``; a proposal
+    with log p NaN, +inf or -inf, an infinite momentum or an energy error above 1000 is a
+    divergence and rejected; an ordinary one with ``H_1 < H_0`` is accepted (u < 1)."""
+    from scorelab.mcmc.kernels import MAX_ENERGY_ERROR, State, hamiltonian_correct
+    from scorelab.mcmc.metric import Metric
+
+    n = 6
+    x0, x1 = torch.zeros(n, 1, dtype=F64), torch.ones(n, 1, dtype=F64)
+    start = State(x0, torch.zeros(n, dtype=F64), x0.clone())
+    bad = [math.nan, math.inf, -math.inf, 0.0, -(MAX_ENERGY_ERROR + 1.0), 0.5]
+    prop = State(x1, torch.tensor(bad, dtype=F64), x1.clone())
+    p0 = torch.ones(n, 1, dtype=F64)
+    p1 = torch.tensor([[1.0], [1.0], [1.0], [math.inf], [0.0], [0.0]], dtype=F64)
+    metric = Metric.from_inv_mass(torch.ones(1, dtype=F64))
+    new, info = hamiltonian_correct(start, prop, p0, p1, metric, _gen(), 7)
+    assert info.diverged.tolist() == [True] * 5 + [False]
+    assert info.accepted.tolist() == [False] * 5 + [True]
+    assert torch.equal(new.x, torch.cat([x0[:5], x1[5:]]))
+    assert torch.isneginf(info.log_accept_ratio[:4]).all()
+    # H_0 = 1/2, H_1 = -0.5: log-ratio 1, probability 1; the energy is the proposal's
+    assert info.log_accept_ratio[5].item() == 1.0 and info.accept_prob[5].item() == 1.0
+    assert info.extra["energy"].tolist() == [0.5] * 5 + [-0.5]
+    assert info.grad_evals == 7
+
+
 def test_mh_rejects_nan():
     acc = mcmc.mh_accept(torch.tensor([math.nan, -math.inf, math.inf, 0.0]), _gen())
     assert acc.tolist() == [False, False, True, True]
