@@ -125,7 +125,7 @@ def hamiltonian_correct(
     evals: int | Tensor,
 ) -> tuple[State, Info]:
     """MH for a Hamiltonian trajectory from ``(state, p0)`` to ``(proposal, p1)``: accept with
-    ``min(1, exp(H_0 - H_1))``, ``H = K(p) - log p(x)`` (Neal 2011, eq. 5.17 ff.).
+    ``min(1, exp(H_0 - H_1))``, ``H = K(p) - log p(x)`` (Neal 2011, sec. 3.2).
 
     A log-ratio that is NaN or +-inf (a non-finite log-density or momentum) or below
     ``-MAX_ENERGY_ERROR`` is a divergence (as in Stan) and rejects; NaN and +inf become -inf,
