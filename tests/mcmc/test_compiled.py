@@ -117,7 +117,8 @@ def test_compiled_jittered_mala_gives_the_eager_chains_to_rounding():
     torch.testing.assert_close(fast.samples, slow.samples, rtol=0, atol=1e-12)
 
 
-def test_compiled_hmc_adapts_mass_without_recompiling():
+@pytest.mark.parametrize("mode", ["diag", "per-chain"])
+def test_compiled_hmc_adapts_mass_without_recompiling(mode):
     """Step sizes and the mass matrix enter the compiled block as tensors: the mass windows and
     per-transition step-size adaptation run through one compiled graph (fullgraph=True would
     raise on a graph break).
@@ -128,11 +129,13 @@ def test_compiled_hmc_adapts_mass_without_recompiling():
     decorrelate. Both must be exact for the target instead."""
     target = TARGETS["ill-conditioned-gaussian"]
     kw = dict(chains=8, steps=400, warmup=400, dtype=F64, progress=False, n_leapfrog=5)
+    kw["adapt_mass"] = mode
     before = _graphs()
     fast = mcmc.sample(target, "hmc", compile=True, generator=_gen(5), **kw)
     assert _graphs() - before == 1
     slow = mcmc.sample(target, "hmc", compile=False, generator=_gen(5), **kw)
-    assert not torch.equal(fast.inv_mass, torch.ones(2, dtype=F64))  # it did adapt
+    assert fast.inv_mass.shape == ((8, 2) if mode == "per-chain" else (2,))
+    assert not (fast.inv_mass == 1).any()  # it did adapt (every chain)
     assert fast.extra["energy"].shape == (8, 400)
     for res in (fast, slow):
         assert_moments(res.samples, target.mean, target.cov.diagonal(), min_ess=100)

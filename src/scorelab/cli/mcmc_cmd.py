@@ -55,8 +55,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="acceptance rate warm-up tunes to (default 0.95 for hmc and nuts, "
                    "whose 0.8 in Python (Stan's) leaves divergences on curved targets such as "
                    "the banana; the kernel's own for the others)")  # fmt: skip
-    p.add_argument("--dense-mass", action="store_true",
-                   help="Hamiltonian kernels: adapt a dense (full covariance) mass")  # fmt: skip
+    mass = p.add_mutually_exclusive_group()
+    mass.add_argument("--dense-mass", action="store_true",
+                      help="Hamiltonian kernels: adapt a dense (full covariance) mass")  # fmt: skip
+    mass.add_argument("--per-chain-mass", action="store_true",
+                      help="hmc and nuts: adapt each chain's own diagonal mass (as Stan and "
+                      "BlackJAX), not one averaged over chains")  # fmt: skip
     p.add_argument("--compile", dest="compile", action="store_true", default=None,
                    help="run blocks of transitions compiled (seconds to compile)")  # fmt: skip
     p.add_argument("--no-compile", dest="compile", action="store_false",
@@ -95,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.step_jitter is not None and not 0 <= args.step_jitter < 1:
         fail(f"--step-jitter must be a number in [0, 1); got {args.step_jitter}")
+    if args.per_chain_mass and args.kernel not in ("hmc", "nuts"):
+        fail(f"--per-chain-mass applies to --kernel hmc or nuts; got --kernel {args.kernel}")
     target_accept = args.target_accept
     if target_accept is None and args.kernel in CLI_TARGET_ACCEPT:
         target_accept = CLI_TARGET_ACCEPT[args.kernel]
@@ -105,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
             target, args.kernel, chains=args.chains, steps=args.steps, warmup=args.warmup,
             step_size=args.step_size, step_jitter=args.step_jitter, n_leapfrog=args.leapfrog,
             max_tree_depth=args.max_tree_depth,
-            adapt_mass="dense" if args.dense_mass else None, target_accept=target_accept,
+            adapt_mass="dense" if args.dense_mass else "per-chain" if args.per_chain_mass else None,
+            target_accept=target_accept,
             compile="auto" if args.compile is None else args.compile,
             generator=torch.Generator().manual_seed(args.seed),
         )  # fmt: skip

@@ -124,20 +124,24 @@ def align_windows(windows: list[tuple[int, int]], block: int) -> list[tuple[int,
 
 class MassAdaptation:
     """Inverse mass from each slow window's draws: the chains' own (co)variances, averaged
-    over chains (diagonal ``[dim]`` or, with ``dense=True``, the full ``[dim, dim]``).
+    over chains (diagonal ``[dim]`` or, with ``dense=True``, the full ``[dim, dim]``), or, with
+    ``per_chain=True``, each chain's own diagonal ``[chains, dim]``.
 
     Within-chain, as Stan, NumPyro and BlackJAX estimate it per chain, so that chains sitting
     in different modes do not inflate the metric by the distance between the modes (two unit
     Gaussians 8 apart: the variance over all chains' draws is 17 along the axis that joins
-    them, each chain's own about 1); averaged, so that one metric serves every chain with the
-    pooled precision of all their draws. One chain: Stan's estimate exactly.
+    them, each chain's own about 1); averaged by default, so that one metric serves every
+    chain with the pooled precision of all their draws. One chain, or ``per_chain``: Stan's
+    estimate exactly, chain by chain.
     """
 
-    def __init__(self, warmup: int, dense: bool = False, block: int = 1):
+    def __init__(self, warmup: int, dense: bool = False, block: int = 1, per_chain: bool = False):
+        if dense and per_chain:
+            raise ValueError("a per-chain mass matrix is diagonal; dense=True is pooled")
         self.windows = mass_windows(warmup)
         if block > 1:
             self.windows = align_windows(self.windows, block)
-        self.dense = dense
+        self.dense, self.per_chain = dense, per_chain
         self._reset()
 
     def _reset(self) -> None:
@@ -148,7 +152,8 @@ class MassAdaptation:
         dim]`` (one iteration) or ``[n, chains, dim]`` (``n`` of them). When a window ends
         inside them, return Stan's regularized estimate ``n/(n+5) C + 1e-3 * 5/(n+5) I``
         (``C`` the within-chain covariance pooled over chains, ``n`` the window's draws over
-        all chains; the latest one, if several windows end), else ``None``."""
+        all chains; per chain: each chain's variances and its own draws), the latest one if
+        several windows end, else ``None``."""
         xs = x.unsqueeze(0) if x.ndim == 2 else x  # [n, chains, dim]
         n, estimate = xs.shape[0], None
         while self.windows:
@@ -164,18 +169,26 @@ class MassAdaptation:
         return estimate
 
     def _accumulate(self, chunk: Tensor) -> None:
-        """Add draws ``[n, chains, dim]``: per-chain sums, and squares summed over chains."""
+        """Add draws ``[n, chains, dim]``: per-chain sums, and squares (summed over chains
+        unless ``per_chain``)."""
         self.n += chunk.shape[0]
         self.total = self.total + chunk.sum(0)  # [chains, dim]
-        flat = chunk.reshape(-1, chunk.shape[-1])
-        sq = flat.mT @ flat if self.dense else (flat * flat).sum(0)
+        if self.per_chain:
+            sq = (chunk * chunk).sum(0)  # [chains, dim]
+        else:
+            flat = chunk.reshape(-1, chunk.shape[-1])
+            sq = flat.mT @ flat if self.dense else (flat * flat).sum(0)
         self.total_sq = self.total_sq + sq
 
     def _estimate(self) -> Tensor:
-        # sum over chains of sum_i (x_ci - m_c)(x_ci - m_c)^T = sum x x^T - n sum_c m_c m_c^T,
-        # over chains (n - 1): the mean of the chains' unbiased covariances
         n, chains = self.n, self.total.shape[0]
         means = self.total / n  # [chains, dim]
+        if self.per_chain:  # each chain's unbiased variances, regularized at its own draws
+            var = (self.total_sq - n * means * means) / max(n - 1, 1)
+            self._reset()
+            return n / (n + 5.0) * var.clamp_min(0) + 1e-3 * 5.0 / (n + 5.0)
+        # sum over chains of sum_i (x_ci - m_c)(x_ci - m_c)^T = sum x x^T - n sum_c m_c m_c^T,
+        # over chains (n - 1): the mean of the chains' unbiased covariances
         between = means.mT @ means if self.dense else (means * means).sum(0)
         cov = (self.total_sq - n * between) / (chains * max(n - 1, 1))
         total = n * chains

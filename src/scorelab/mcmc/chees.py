@@ -215,5 +215,6 @@ KERNELS["chees"] = Kernel(
     "ChEES-HMC (jittered HMC, trajectory length adapted across chains)",
     hamiltonian=True,
     compilable=False,  # the number of leapfrog steps changes every transition
+    per_chain_mass=False,  # one metric across chains (T is adapted across them in its units)
     adapter=ChEESAdapter,
 )

@@ -362,6 +362,7 @@ class Kernel:
     adjusted: bool  # exact for p (Metropolis-Hastings corrected)
     description: str
     hamiltonian: bool = False  # takes inv_mass= (a Metric); gets mass adaptation in warm-up
+    per_chain_mass: bool = True  # (Hamiltonian) takes a per-chain metric ([chains, dim])
     uses_n_leapfrog: bool = False  # takes n_leapfrog=
     compilable: bool = True  # fixed random shapes per transition: may run in compiled blocks
     adapter: Callable[[int, int, int], Adapter] | None = None  # (warmup, chains, dim) -> Adapter

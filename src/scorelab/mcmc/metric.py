@@ -27,25 +27,33 @@ class Metric:
     """``M^{-1}`` (``inv_mass``) and the factor ``A``: ``p = z A ~ N(0, M)`` for ``z ~ N(0, I)``.
 
     Diagonal: ``A = 1 / sqrt(M^{-1})``. Dense: with ``M^{-1} = L L^T`` (Cholesky), ``A = L^{-1}``,
-    since ``A^T A = L^{-T} L^{-1} = (L L^T)^{-1} = M``. Build with ``Metric.from_inv_mass``.
+    since ``A^T A = L^{-T} L^{-1} = (L L^T)^{-1} = M``. ``per_chain``: one diagonal per chain,
+    ``[chains, dim]`` (as Stan, NumPyro and BlackJAX adapt it). Build with
+    ``Metric.from_inv_mass``.
     """
 
-    inv_mass: Tensor  # [dim] diagonal or [dim, dim] dense, symmetric positive definite
-    factor: Tensor  # [dim] or [dim, dim], see above
+    inv_mass: Tensor  # [dim] or [chains, dim] diagonal, or [dim, dim] dense (s.p.d.)
+    factor: Tensor  # shaped as inv_mass, see above
+    per_chain: bool = False  # inv_mass is [chains, dim]: one diagonal per chain
     half: Tensor = field(init=False, repr=False)  # M^{-1} / 2, for the kinetic energy
 
     def __post_init__(self):
         object.__setattr__(self, "half", self.inv_mass * 0.5)
 
     @classmethod
-    def from_inv_mass(cls, inv_mass: Tensor) -> Metric:
-        """Check ``inv_mass`` (positive, or symmetric positive definite) and factor it once."""
-        if inv_mass.ndim == 1:
+    def from_inv_mass(cls, inv_mass: Tensor, per_chain: bool = False) -> Metric:
+        """Check ``inv_mass`` (positive, or symmetric positive definite) and factor it once;
+        ``per_chain``: a ``[chains, dim]`` diagonal per chain."""
+        if inv_mass.ndim == 1 or per_chain:
+            if per_chain and inv_mass.ndim != 2:
+                raise ValueError(
+                    f"a per-chain inv_mass must be [chains, dim]; got shape {tuple(inv_mass.shape)}"
+                )
             if not (torch.isfinite(inv_mass).all() and (inv_mass > 0).all()):
                 raise ValueError(
                     f"inv_mass must be finite and > 0; smallest entry {inv_mass.min().item():.3g}"
                 )
-            return cls(inv_mass, inv_mass.rsqrt())
+            return cls(inv_mass, inv_mass.rsqrt(), per_chain)
         if inv_mass.ndim != 2 or inv_mass.shape[0] != inv_mass.shape[1]:
             raise ValueError(
                 f"inv_mass must be [dim] (diagonal) or [dim, dim] (dense); got shape "
@@ -69,16 +77,23 @@ class Metric:
 
     @property
     def dense(self) -> bool:
-        return self.inv_mass.ndim == 2
+        return self.inv_mass.ndim == 2 and not self.per_chain
+
+    def _diagonal(self, d: Tensor, p: Tensor) -> Tensor:
+        """A diagonal field (``inv_mass``, ``half``) shaped to multiply ``p`` ``[chains, ...,
+        dim]``: per chain, ``[chains, 1, ..., dim]``."""
+        if not self.per_chain or p.ndim == 2:
+            return d
+        return d.reshape(d.shape[0], *[1] * (p.ndim - 2), d.shape[1])
 
     def velocity(self, p: Tensor) -> Tensor:
-        """``dx/dt = M^{-1} p`` for momenta ``[chains, dim]``."""
-        return p @ self.inv_mass if self.dense else p * self.inv_mass
+        """``dx/dt = M^{-1} p`` for momenta ``[chains, dim]`` (or ``[chains, ..., dim]``)."""
+        return p @ self.inv_mass if self.dense else p * self._diagonal(self.inv_mass, p)
 
     def kinetic(self, p: Tensor) -> Tensor:
         """``K(p) = p^T M^{-1} p / 2`` per chain, ``[chains]``, as ``p . (M^{-1} / 2) p``: halving
         is exact, so the same bits as halving the sum, in one call fewer."""
-        return (p * (p @ self.half if self.dense else p * self.half)).sum(-1)
+        return (p * (p @ self.half if self.dense else p * self._diagonal(self.half, p))).sum(-1)
 
     def momentum(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         """Fresh momenta ``p ~ N(0, M)`` shaped like ``x`` ``[chains, dim]``."""

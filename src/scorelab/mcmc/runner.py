@@ -84,7 +84,8 @@ class MCMCResult:
     grad_evals: int  # score evaluations per chain (mean over chains), warm-up and search included
     divergences: Tensor  # [chains] divergent transitions after warm-up
     kernel: str
-    inv_mass: Tensor | None  # the inverse mass used after warm-up, [dim] or [dim, dim]; or None
+    inv_mass: Tensor | None  # the inverse mass used after warm-up: [dim] or [dim, dim], [chains,
+    #                          dim] with adapt_mass="per-chain"; None for non-Hamiltonian kernels
     wall_time: float  # seconds, warm-up and compilation included
     step_sizes: Tensor | None = None  # [chains] the step size of each chain after warm-up
     total_grad_evals: int = 0  # score evaluations summed over all chains
@@ -281,9 +282,17 @@ def _step_sizes(step_size, chains: int, dtype, device) -> Tensor | None:
 
 
 def _mass_setup(k: Kernel, adapt_mass, inv_mass, dim: int, x0: Tensor):
-    """Validate the mass-matrix knobs: returns (metric or None, "diag" / "dense" / None)."""
-    if adapt_mass not in (None, True, False, "diag", "dense"):
-        raise ValueError(f"adapt_mass must be True, False, 'diag' or 'dense'; got {adapt_mass!r}")
+    """Validate the mass-matrix knobs: returns (metric or None, "diag" / "dense" / "per-chain"
+    / None)."""
+    if adapt_mass not in (None, True, False, "diag", "dense", "per-chain"):
+        raise ValueError(
+            f"adapt_mass must be True, False, 'diag', 'dense' or 'per-chain'; got {adapt_mass!r}"
+        )
+    if adapt_mass == "per-chain" and k.hamiltonian and not k.per_chain_mass:
+        raise ValueError(
+            f"kernel {k.name!r} takes one mass matrix for all chains; use adapt_mass='diag' "
+            "or 'dense' (or kernel='hmc' / 'nuts' for a mass matrix per chain)"
+        )
     if not k.hamiltonian:
         if adapt_mass or inv_mass is not None:
             hmc = ", ".join(n for n, v in KERNELS.items() if v.hamiltonian)
@@ -306,8 +315,11 @@ def _mass_setup(k: Kernel, adapt_mass, inv_mass, dim: int, x0: Tensor):
         return Metric.from_inv_mass(m), None
     mode = {None: "diag", True: "diag", False: None}.get(adapt_mass, adapt_mass)
     # from_inv_mass, not Metric.identity (whose two fields are one tensor): a compiled block
-    # specialized on aliased inputs would recompile once the adapted metric arrives
-    # and a dense identity when adapting a dense metric (same shape throughout)
+    # specialized on aliased inputs would recompile once the adapted metric arrives; and the
+    # shape it will have (a dense identity for a dense metric, [chains, dim] per chain)
+    if mode == "per-chain":
+        ones = torch.ones(x0.shape, dtype=x0.dtype, device=x0.device)
+        return Metric.from_inv_mass(ones, per_chain=True), mode
     ones = torch.ones(dim, dtype=x0.dtype, device=x0.device)
     return Metric.from_inv_mass(ones.diag() if mode == "dense" else ones), mode
 
@@ -327,7 +339,7 @@ def sample(
     max_tree_depth: int | None = None,
     target_accept: float | None = None,
     inv_mass: Tensor | None = None,
-    adapt_mass: bool | Literal["diag", "dense"] | None = None,
+    adapt_mass: bool | Literal["diag", "dense", "per-chain"] | None = None,
     step_schedule: Callable[[int, float], float] | None = None,
     thin: int = 1,
     compile: bool | Literal["auto"] = "auto",
@@ -357,7 +369,9 @@ def sample(
         inv_mass: a fixed inverse mass matrix for Hamiltonian kernels, ``[dim]`` (diagonal) or
             ``[dim, dim]`` (dense); no mass adaptation then.
         adapt_mass: Hamiltonian kernels: "diag" (default; True means the same), "dense" (full
-            covariance, for correlated targets) or False; Stan's windowed estimates.
+            covariance, for correlated targets), "per-chain" (each chain its own diagonal, as
+            Stan, NumPyro and BlackJAX adapt it; HMC and NUTS) or False; Stan's windowed
+            estimates, of each chain's own draws ("diag", "dense": averaged over chains).
         n_leapfrog: leapfrog steps per transition, for kernels that take it (HMC).
         target_accept: the acceptance rate warm-up tunes to, instead of the kernel's (Stan's
             ``adapt_delta``): raise it (0.9-0.99) to take smaller steps where a target has
@@ -458,7 +472,10 @@ def sample(
     blocked_sample = k.compilable and step_schedule is None
     mass = None
     if mass_mode is not None and warmup:
-        mass = MassAdaptation(warmup, mass_mode == "dense", block_size if blocked_warm else 1)
+        mass = MassAdaptation(
+            warmup, mass_mode == "dense", block_size if blocked_warm else 1,
+            per_chain=mass_mode == "per-chain",
+        )  # fmt: skip
 
     out = _Outputs(chains, steps, thin, warmup, target.dim, dtype, device)
     total = warmup + steps
@@ -506,7 +523,7 @@ def sample(
         if warm and mass is not None:
             estimate = mass.observe(t, xs[: max(0, warmup - t)])
             if estimate is not None:
-                metric = Metric.from_inv_mass(estimate.to(dtype))
+                metric = Metric.from_inv_mass(estimate.to(dtype), mass.per_chain)
                 params["inv_mass"] = metric
                 if adapting:  # a new metric: restart step-size adaptation from the current step
                     da = da_init(da.log_step.exp())
