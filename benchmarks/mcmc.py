@@ -457,6 +457,12 @@ CONFIGS: list[Config] = [
     Config("BlackJAX", "mala", run_blackjax, needs="blackjax", sweep=True),
     Config("scorelab", "hmc", run_scorelab, {"compile": True}),
     Config("scorelab eager", "hmc", run_scorelab, {"compile": False}),
+    Config(
+        "scorelab eager per-chain",
+        "hmc",
+        run_scorelab,
+        {"compile": False, "adapt_mass": "per-chain"},
+    ),
     Config("BlackJAX", "hmc", run_blackjax, needs="blackjax"),
     Config("BlackJAX", "nuts", run_blackjax, needs="blackjax"),
     Config("NumPyro", "nuts", run_numpyro, needs="numpyro"),
@@ -603,8 +609,10 @@ METHOD = """\
   blocks of 50 transitions, each one `torch.compile`-d `scan` of the kernel's own step function,
   per-chain dual averaging of the step size inside the block, HMC's diagonal mass in Stan's
   windows between blocks. "scorelab eager": the same blocks run eagerly (`compile=False`).
-  "scorelab stepwise" (NUTS): the compiled blocks run chain by chain, each chain's
-  transitions back to back (`stepwise=True`; the same chains as "scorelab").
+  "scorelab eager per-chain" (HMC): eager, each chain adapting its own diagonal mass
+  (`adapt_mass="per-chain"`, as BlackJAX). "scorelab stepwise" (NUTS): the compiled blocks
+  run chain by chain, each chain's transitions back to back (`stepwise=True`; the same
+  chains as "scorelab").
   BlackJAX: HMC and NUTS warm up with `blackjax.window_adaptation` (per-chain Stan windows,
   diagonal mass), vmapped over chains; MALA tunes each chain's step size with BlackJAX's
   `dual_averaging_adaptation`; the whole warm-up + sampling function is jitted and compiled
@@ -639,7 +647,7 @@ def targets(rows: list[Row], sweep_rows: list[Row]) -> str:
             peer = find(rows, target, sampler, "BlackJAX", 64)
             if not peer:
                 continue
-            for lib in ("scorelab", "scorelab eager"):
+            for lib in ("scorelab", "scorelab eager", "scorelab eager per-chain"):
                 ours = find(rows, target, sampler, lib, 64)
                 if not ours:
                     continue
