@@ -95,12 +95,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from scorelab import mcmc
+    from scorelab.mcmc.runner import per_chain_kernels
     from scorelab.viz import plot_mcmc
 
     if args.step_jitter is not None and not 0 <= args.step_jitter < 1:
         fail(f"--step-jitter must be a number in [0, 1); got {args.step_jitter}")
-    if args.per_chain_mass and args.kernel not in ("hmc", "nuts"):
-        fail(f"--per-chain-mass applies to --kernel hmc or nuts; got --kernel {args.kernel}")
+    if args.per_chain_mass and args.kernel not in per_chain_kernels():
+        kernels = " or ".join(per_chain_kernels())
+        fail(f"--per-chain-mass applies to --kernel {kernels}; got --kernel {args.kernel}")
     target_accept = args.target_accept
     if target_accept is None and args.kernel in CLI_TARGET_ACCEPT:
         target_accept = CLI_TARGET_ACCEPT[args.kernel]

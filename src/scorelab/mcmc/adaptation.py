@@ -184,14 +184,14 @@ class MassAdaptation:
         n, chains = self.n, self.total.shape[0]
         means = self.total / n  # [chains, dim]
         if self.per_chain:  # each chain's unbiased variances, regularized at its own draws
-            var = (self.total_sq - n * means * means) / max(n - 1, 1)
-            self._reset()
-            return n / (n + 5.0) * var.clamp_min(0) + 1e-3 * 5.0 / (n + 5.0)
-        # sum over chains of sum_i (x_ci - m_c)(x_ci - m_c)^T = sum x x^T - n sum_c m_c m_c^T,
-        # over chains (n - 1): the mean of the chains' unbiased covariances
-        between = means.mT @ means if self.dense else (means * means).sum(0)
-        cov = (self.total_sq - n * between) / (chains * max(n - 1, 1))
-        total = n * chains
+            cov = (self.total_sq - n * means * means) / max(n - 1, 1)
+            total = n
+        else:
+            # sum over chains of sum_i (x_ci - m_c)(x_ci - m_c)^T = sum x x^T - n sum_c m_c
+            # m_c^T, over chains (n - 1): the mean of the chains' unbiased covariances
+            between = means.mT @ means if self.dense else (means * means).sum(0)
+            cov = (self.total_sq - n * between) / (chains * max(n - 1, 1))
+            total = n * chains
         self._reset()
         if self.dense:
             eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)

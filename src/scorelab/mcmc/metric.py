@@ -79,21 +79,24 @@ class Metric:
     def dense(self) -> bool:
         return self.inv_mass.ndim == 2 and not self.per_chain
 
-    def _diagonal(self, d: Tensor, p: Tensor) -> Tensor:
-        """A diagonal field (``inv_mass``, ``half``) shaped to multiply ``p`` ``[chains, ...,
-        dim]``: per chain, ``[chains, 1, ..., dim]``."""
-        if not self.per_chain or p.ndim == 2:
-            return d
-        return d.reshape(d.shape[0], *[1] * (p.ndim - 2), d.shape[1])
+    def _apply(self, m: Tensor, p: Tensor) -> Tensor:
+        """``m p`` for a field shaped like ``inv_mass`` (``inv_mass``, ``half``) and momenta
+        ``[chains, dim]`` or ``[chains, ..., dim]``: a product with the dense matrix, else
+        with the diagonal (per chain shaped ``[chains, 1, ..., dim]``)."""
+        if self.dense:
+            return p @ m
+        if self.per_chain and p.ndim > 2:
+            m = m.reshape(m.shape[0], *[1] * (p.ndim - 2), m.shape[1])
+        return p * m
 
     def velocity(self, p: Tensor) -> Tensor:
         """``dx/dt = M^{-1} p`` for momenta ``[chains, dim]`` (or ``[chains, ..., dim]``)."""
-        return p @ self.inv_mass if self.dense else p * self._diagonal(self.inv_mass, p)
+        return self._apply(self.inv_mass, p)
 
     def kinetic(self, p: Tensor) -> Tensor:
         """``K(p) = p^T M^{-1} p / 2`` per chain, ``[chains]``, as ``p . (M^{-1} / 2) p``: halving
         is exact, so the same bits as halving the sum, in one call fewer."""
-        return (p * (p @ self.half if self.dense else p * self._diagonal(self.half, p))).sum(-1)
+        return (p * self._apply(self.half, p)).sum(-1)
 
     def momentum(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         """Fresh momenta ``p ~ N(0, M)`` shaped like ``x`` ``[chains, dim]``."""

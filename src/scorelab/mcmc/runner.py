@@ -281,6 +281,11 @@ def _step_sizes(step_size, chains: int, dtype, device) -> Tensor | None:
     return h
 
 
+def per_chain_kernels() -> list[str]:
+    """The kernels that take ``adapt_mass="per-chain"`` (``Kernel.per_chain_mass``)."""
+    return [n for n, v in KERNELS.items() if v.hamiltonian and v.per_chain_mass]
+
+
 def _mass_setup(k: Kernel, adapt_mass, inv_mass, dim: int, x0: Tensor):
     """Validate the mass-matrix knobs: returns (metric or None, "diag" / "dense" / "per-chain"
     / None)."""
@@ -289,9 +294,10 @@ def _mass_setup(k: Kernel, adapt_mass, inv_mass, dim: int, x0: Tensor):
             f"adapt_mass must be True, False, 'diag', 'dense' or 'per-chain'; got {adapt_mass!r}"
         )
     if adapt_mass == "per-chain" and k.hamiltonian and not k.per_chain_mass:
+        per = " / ".join(repr(n) for n in per_chain_kernels())
         raise ValueError(
             f"kernel {k.name!r} takes one mass matrix for all chains; use adapt_mass='diag' "
-            "or 'dense' (or kernel='hmc' / 'nuts' for a mass matrix per chain)"
+            f"or 'dense' (or kernel={per} for a mass matrix per chain)"
         )
     if not k.hamiltonian:
         if adapt_mass or inv_mass is not None:
