@@ -64,7 +64,9 @@ def cpu_name() -> str:
 
 
 def machine() -> str:
-    return f"{cpu_name()}, {os.cpu_count()} CPU cores, no GPU"
+    """The CPU, its cores, and the CUDA GPU if torch sees one."""
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return f"{cpu_name()}, {os.cpu_count()} CPU cores, {gpu}"
 
 
 def versions(peers: dict[str, ModuleType], names: tuple[str, ...]) -> str:

@@ -67,7 +67,7 @@ def run_and_check_moments(kernel: str, name: str, **options) -> mcmc.MCMCResult:
         **options,
     )  # fmt: skip
     mean, cov = (target.mean, target.cov) if name != "laplace" else (torch.zeros(2), torch.eye(2))
-    assert_moments(res.samples, mean.to(F64), cov.diagonal().to(F64), min_ess=200)
+    assert_moments(res.samples.cpu(), mean.to(F64), cov.diagonal().to(F64), min_ess=200)
     assert (mcmc.rhat(res.samples) < 1.05).all()
     return res
 

@@ -307,21 +307,28 @@ def test_detailed_balance_test_has_power():
         assert_detailed_balance(biased)
 
 
-def test_runner_adapts_nuts_and_recovers_moments():
+def run_nuts_and_check_moments(**options) -> mcmc.MCMCResult:
     """End to end through the runner: Stan's warm-up (step size to 0.8 by dual averaging, the
-    diagonal mass in the windows), then the draws' moments on an ill-scaled Gaussian."""
+    diagonal mass in the windows), then the draws' moments on an ill-scaled Gaussian
+    (``options`` to ``mcmc.sample``; test_cuda.py runs it on a GPU)."""
     var = torch.logspace(0, 2, 20, dtype=F64)
     target = densities.Gaussian(torch.ones(20, dtype=F64), torch.diag(var))
     res = mcmc.sample(
-        target, "nuts", chains=16, steps=300, warmup=300, dtype=F64, generator=_gen(5)
+        target, "nuts", chains=16, steps=300, warmup=300, dtype=F64, generator=_gen(5), **options
     )
-    assert_moments(res.samples, target.mean, var, min_ess=1000)
-    assert (mcmc.rhat(res.samples) < 1.02).all()
+    samples, inv_mass = res.samples.cpu(), res.inv_mass.cpu()
+    assert_moments(samples, target.mean, var, min_ess=1000)
+    assert (mcmc.rhat(samples) < 1.02).all()
     # the adapted metric is close to the true variances (pooled over chains and windows)
-    ratio = res.inv_mass.diagonal() if res.inv_mass.ndim == 2 else res.inv_mass
+    ratio = inv_mass.diagonal() if inv_mass.ndim == 2 else inv_mass
     assert ((ratio / var).log().abs() < math.log(1.6)).all(), ratio / var
     assert res.extra["tree_depth"].shape == (16, 300)
     assert (res.extra["n_leapfrog"].float().mean() < 20).item()  # a good metric: short trees
+    return res
+
+
+def test_runner_adapts_nuts_and_recovers_moments():
+    run_nuts_and_check_moments()
 
 
 @pytest.mark.parametrize("warmup", [150, 1000, 2000])
