@@ -229,3 +229,35 @@ def test_leading_batch_dims():
     assert g.log_prob(x).shape == (3, 4)
     assert g.denoise(x, torch.ones(3, 4, dtype=F64)).shape == (3, 4, 3)
     torch.testing.assert_close(g.score(x).reshape(12, 3), g.score(x.reshape(12, 3)))
+
+
+@pytest.mark.parametrize("cov", ["isotropic", "diagonal", "full"])
+def test_tied_mcmc_path_is_the_general_one(cov):
+    """Components sharing one covariance take the tied form in MCMC's inner loops (logits
+    linear in x, two matrix products): the general per-component form's log p and score to
+    float64 rounding, for a scalar, a diagonal or a full shared covariance (given K times),
+    with leading batch dimensions; the smoothed density stays tied."""
+    from scorelab.densities.base import inner_score, value_and_score
+
+    g = torch.Generator().manual_seed(3)
+    means = 3 * torch.randn(4, 3, generator=g, dtype=F64)
+    a = torch.randn(3, 3, generator=g, dtype=F64)
+    shared = {
+        "isotropic": torch.tensor(0.7, dtype=F64),
+        "diagonal": torch.tensor([0.5, 1.0, 2.5], dtype=F64).expand(4, 3),
+        "full": (a @ a.T + 0.5 * torch.eye(3, dtype=F64)).expand(4, 3, 3),
+    }[cov]
+    gm = GaussianMixture([0.1, 0.2, 0.3, 0.4], means, shared)
+    x = 4 * torch.randn(5, 6, 3, generator=g, dtype=F64)
+    for dens in (gm, gm.smoothed(0.3)):
+        assert dens._tied
+        lp, score = value_and_score(dens, x)
+        assert lp.shape == (5, 6) and score.shape == (5, 6, 3)
+        dens._tied = False  # the general form, on the same instance
+        lp0, score0 = value_and_score(dens, x)
+        dens._tied = True
+        torch.testing.assert_close(lp, lp0, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(score, score0, rtol=1e-12, atol=1e-12)
+        assert torch.equal(inner_score(dens, x), score)
+    # one component with its own covariance: the general form
+    assert not GaussianMixture([0.5, 0.5], means[:2], torch.tensor([1.0, 2.0]))._tied
