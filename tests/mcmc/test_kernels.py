@@ -280,6 +280,37 @@ def test_mass_estimate_is_the_chains_own_covariance(dense):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
+def test_pooled_diagonal_mass_is_the_chains_geometric_mean():
+    """The default (pooled, diagonal) estimate is Stan's regularization, at all chains' draws,
+    of the geometric mean over chains of each chain's own unbiased window variances: chains
+    at scales 0.5, 1, 2 and 8 give a typical chain's variance (their geometric mean, 2.8),
+    not the widest ones' (their arithmetic mean, 17.3). A chain that did not move (variance
+    0) counts at 1e-4 of the median chain's variance instead of pulling the estimate to 0."""
+    from scorelab.mcmc.adaptation import POOL_FLOOR, MassAdaptation
+
+    scales = torch.tensor([[0.5, 1.0], [1.0, 1.0], [2.0, 1.0], [8.0, 1.0]], dtype=F64)
+    xs = torch.randn(100, 4, 2, generator=_gen(7), dtype=F64) * scales - 3.0
+    start, end = mass_windows(100)[0]
+    total = 4 * (end - start)  # draws of all chains in the window
+
+    def estimate(xs):
+        mass, got = MassAdaptation(100), None
+        for t in range(0, 100, 10):
+            got = mass.observe(t, xs[t : t + 10]) if got is None else got
+        return got
+
+    var = xs[start:end].var(0)  # [chains, dim]
+    want = total / (total + 5) * var.log().mean(0).exp() + 1e-3 * 5 / (total + 5)
+    got = estimate(xs)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert 2 < got[0] < 4 and var[:, 0].mean() > 12  # a typical scale, not the widest
+    xs[:, 0] = 5.0  # chain 0 never moves
+    var = xs[start:end].var(0)
+    floor = POOL_FLOOR * var.quantile(0.5, dim=0)
+    want = total / (total + 5) * var.clamp_min(floor).log().mean(0).exp() + 1e-3 * 5 / (total + 5)
+    torch.testing.assert_close(estimate(xs), want, rtol=1e-12, atol=1e-12)
+
+
 def test_per_chain_mass_is_each_chains_own_stan_estimate():
     """``per_chain=True``: chain c's estimate is Stan's regularized variance of its own window
     draws (what one chain alone gives), not the average over chains."""

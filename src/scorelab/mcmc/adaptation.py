@@ -109,6 +109,20 @@ def mass_windows(
     return windows
 
 
+# in the geometric mean a chain's variance counts as at least this fraction of the median
+# chain's: a chain that did not move in a window (variance 0) would otherwise pull the pooled
+# variance to 0; at the floor one such chain of 64 lowers it by 13%. Scales that differ
+# between chains for real (the funnel's neck and mouth) stay above it
+POOL_FLOOR = 1e-4
+
+
+def geometric_pool(var: Tensor) -> Tensor:
+    """``exp(mean_c log v_c)`` over the chains of variances ``[chains, dim]`` -> ``[dim]``,
+    each ``v_c`` first raised to ``POOL_FLOOR`` times the median chain's."""
+    floor = POOL_FLOOR * var.quantile(0.5, dim=0)
+    return var.clamp_min(floor).clamp_min(torch.finfo(var.dtype).tiny).log().mean(0).exp()
+
+
 def align_windows(windows: list[tuple[int, int]], block: int) -> list[tuple[int, int]]:
     """Move window boundaries down to multiples of ``block`` (the runner updates the metric
     between compiled blocks of transitions); windows that become empty are dropped."""
@@ -123,16 +137,21 @@ def align_windows(windows: list[tuple[int, int]], block: int) -> list[tuple[int,
 
 
 class MassAdaptation:
-    """Inverse mass from each slow window's draws: the chains' own (co)variances, averaged
-    over chains (diagonal ``[dim]`` or, with ``dense=True``, the full ``[dim, dim]``), or, with
-    ``per_chain=True``, each chain's own diagonal ``[chains, dim]``.
+    """Inverse mass from each slow window's draws: the chains' own variances pooled over
+    chains by their geometric mean (diagonal ``[dim]``), or their own covariances averaged
+    (``dense=True``, ``[dim, dim]``), or, with ``per_chain=True``, each chain's own diagonal
+    ``[chains, dim]``.
 
     Within-chain, as Stan, NumPyro and BlackJAX estimate it per chain, so that chains sitting
     in different modes do not inflate the metric by the distance between the modes (two unit
     Gaussians 8 apart: the variance over all chains' draws is 17 along the axis that joins
-    them, each chain's own about 1); averaged by default, so that one metric serves every
-    chain with the pooled precision of all their draws. One chain, or ``per_chain``: Stan's
-    estimate exactly, chain by chain.
+    them, each chain's own about 1); pooled by default, so that one metric serves every
+    chain with the pooled precision of all their draws. The diagonal pools in log space:
+    variances are scales, and where chains see different scales (the funnel's neck and
+    mouth: a coordinate's variance e^v differs by orders of magnitude between chains) their
+    arithmetic mean is the widest chains' scale, too large for every other chain, and the
+    geometric mean a typical one; where they agree (Gaussians) the two coincide up to the
+    estimates' noise. One chain, or ``per_chain``: Stan's estimate exactly, chain by chain.
     """
 
     def __init__(self, warmup: int, dense: bool = False, block: int = 1, per_chain: bool = False):
@@ -169,29 +188,30 @@ class MassAdaptation:
         return estimate
 
     def _accumulate(self, chunk: Tensor) -> None:
-        """Add draws ``[n, chains, dim]``: per-chain sums, and squares (summed over chains
-        unless ``per_chain``)."""
+        """Add draws ``[n, chains, dim]``: per-chain sums, and squares (per chain; dense:
+        outer products summed over chains)."""
         self.n += chunk.shape[0]
         self.total = self.total + chunk.sum(0)  # [chains, dim]
-        if self.per_chain:
-            sq = (chunk * chunk).sum(0)  # [chains, dim]
-        else:
+        if self.dense:
             flat = chunk.reshape(-1, chunk.shape[-1])
-            sq = flat.mT @ flat if self.dense else (flat * flat).sum(0)
+            sq = flat.mT @ flat
+        else:
+            sq = (chunk * chunk).sum(0)  # [chains, dim]
         self.total_sq = self.total_sq + sq
 
     def _estimate(self) -> Tensor:
         n, chains = self.n, self.total.shape[0]
         means = self.total / n  # [chains, dim]
-        if self.per_chain:  # each chain's unbiased variances, regularized at its own draws
-            cov = (self.total_sq - n * means * means) / max(n - 1, 1)
-            total = n
-        else:
+        if self.dense:
             # sum over chains of sum_i (x_ci - m_c)(x_ci - m_c)^T = sum x x^T - n sum_c m_c
             # m_c^T, over chains (n - 1): the mean of the chains' unbiased covariances
-            between = means.mT @ means if self.dense else (means * means).sum(0)
-            cov = (self.total_sq - n * between) / (chains * max(n - 1, 1))
+            cov = (self.total_sq - n * means.mT @ means) / (chains * max(n - 1, 1))
             total = n * chains
+        else:
+            cov = ((self.total_sq - n * means * means) / max(n - 1, 1)).clamp_min(0)
+            total = n
+            if not self.per_chain:  # the geometric mean over chains
+                cov, total = geometric_pool(cov), n * chains
         self._reset()
         if self.dense:
             eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
