@@ -60,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="Hamiltonian kernels: adapt a dense (full covariance) mass")  # fmt: skip
     mass.add_argument("--per-chain-mass", action="store_true",
                       help="hmc and nuts: adapt each chain's own diagonal mass (as Stan and "
-                      "BlackJAX), not one averaged over chains")  # fmt: skip
+                      "BlackJAX), not one pooled over chains")  # fmt: skip
     p.add_argument("--compile", dest="compile", action="store_true", default=None,
                    help="run blocks of transitions compiled (seconds to compile)")  # fmt: skip
     p.add_argument("--no-compile", dest="compile", action="store_false",

@@ -377,7 +377,8 @@ def sample(
         adapt_mass: Hamiltonian kernels: "diag" (default; True means the same), "dense" (full
             covariance, for correlated targets), "per-chain" (each chain its own diagonal, as
             Stan, NumPyro and BlackJAX adapt it; HMC and NUTS) or False; Stan's windowed
-            estimates, of each chain's own draws ("diag", "dense": averaged over chains).
+            estimates, of each chain's own draws, pooled over chains for "diag" (the
+            geometric mean of their variances) and "dense" (their covariances averaged).
         n_leapfrog: leapfrog steps per transition, for kernels that take it (HMC).
         target_accept: the acceptance rate warm-up tunes to, instead of the kernel's (Stan's
             ``adapt_delta``): raise it (0.9-0.99) to take smaller steps where a target has
