@@ -261,9 +261,9 @@ def test_tied_inner_score_is_the_score(cov):
 
 def test_tied_inner_score_keeps_its_digits_far_from_the_origin():
     """Two unit components 1 apart, 1000 from the origin, in float32: uncentred, the logits
-    would be ~5e5 and their difference lose ~0.03 to rounding (a 3% error in the
-    responsibilities); centred on the mixture's mean they are O(1), and the score is the
-    float64 one to a few ulps of |x|."""
+    would be ~5e5 (an ulp of 0.03) and the score off by 3e-3 (measured; 3x this test's
+    bound); centred on the mixture's mean they are O(1), and the score is the float64 one to
+    a few ulps of |x|."""
     from scorelab.densities.base import inner_score
 
     gm = GaussianMixture([0.5, 0.5], [[1000.0, 0.0], [1001.0, 0.0]], 1.0)
