@@ -208,7 +208,7 @@ class MassAdaptation:
             cov = (self.total_sq - n * means.mT @ means) / (chains * max(n - 1, 1))
             total = n * chains
         else:
-            cov = ((self.total_sq - n * means * means) / max(n - 1, 1)).clamp_min(0)
+            cov = (self.total_sq - n * means * means) / max(n - 1, 1)  # [chains, dim]
             total = n
             if not self.per_chain:  # the geometric mean over chains
                 cov, total = geometric_pool(cov), n * chains
