@@ -63,12 +63,13 @@ def test_mcmc_named_target(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("flags", "expected"),
-    [([], 0.95), (["--kernel", "nuts"], 0.95), (["--target-accept", "0.8"], 0.8),
+    [([], 0.99), (["--kernel", "nuts"], 0.99), (["--target-accept", "0.8"], 0.8),
      (["--kernel", "mala"], None)],
 )  # fmt: skip
 def test_mcmc_target_accept_default(flags, expected, tmp_path, monkeypatch):
-    """The command tunes HMC and NUTS to 0.95 unless told otherwise (the banana diverges at
-    Stan's 0.8, the Python default); other kernels keep their own default (None)."""
+    """The command tunes HMC and NUTS to 0.99 unless told otherwise (the banana diverges at
+    Stan's 0.8, the Python default, and in some seeds at 0.95); other kernels keep their own
+    default (None)."""
     from scorelab import mcmc
 
     seen = {}
