@@ -52,6 +52,8 @@ TARGETS = {
     "ill-conditioned-gaussian": _rotated_gaussian(),
     "laplace": densities.Laplace(2),
     "mixture": densities.GaussianMixture([0.3, 0.7], [[-1.0, 0.0], [1.5, 0.5]], [0.5, 0.7]),
+    # one shared covariance: HMC's inner leapfrog steps take the tied form of the score
+    "tied-mixture": densities.GaussianMixture([0.3, 0.7], [[-1.0, 0.0], [1.2, 0.4]], 0.5),
 }
 
 
