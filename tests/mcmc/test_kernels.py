@@ -253,6 +253,15 @@ def test_mass_windows_follow_stans_schedule():
     assert w[0][0] == 15 and w[-1][1] == 90
 
 
+def _first_window_estimate(mass, xs: torch.Tensor) -> torch.Tensor:
+    """Feed ``MassAdaptation`` 100 iterations ``[100, chains, dim]`` in blocks of 10, as the
+    runner does, and return the estimate of the first window that ends."""
+    got = None
+    for t in range(0, 100, 10):
+        got = mass.observe(t, xs[t : t + 10]) if got is None else got
+    return got
+
+
 @pytest.mark.parametrize("dense", [False, True])
 def test_mass_estimate_is_the_chains_own_covariance(dense):
     """Stan's regularized window estimate from the chains' own covariances: one chain gives
@@ -274,10 +283,7 @@ def test_mass_estimate_is_the_chains_own_covariance(dense):
     draws = z[window[0] : window[1]]
     for shifts in ([0.0], [-4.0, 4.0]):
         xs = torch.stack([z + torch.tensor([s, 0.0], dtype=F64) for s in shifts], 1)
-        mass = MassAdaptation(100, dense=dense)
-        got = None
-        for t in range(0, 100, 10):  # in blocks of 10 iterations, as the runner feeds it
-            got = mass.observe(t, xs[t : t + 10]) if got is None else got
+        got = _first_window_estimate(MassAdaptation(100, dense=dense), xs)
         want = stan(draws, draws.shape[0] * len(shifts))
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
@@ -294,23 +300,18 @@ def test_pooled_diagonal_mass_is_the_chains_geometric_mean():
     xs = torch.randn(100, 4, 2, generator=_gen(7), dtype=F64) * scales - 3.0
     start, end = mass_windows(100)[0]
     total = 4 * (end - start)  # draws of all chains in the window
-
-    def estimate(xs):
-        mass, got = MassAdaptation(100), None
-        for t in range(0, 100, 10):
-            got = mass.observe(t, xs[t : t + 10]) if got is None else got
-        return got
-
     var = xs[start:end].var(0)  # [chains, dim]
     want = total / (total + 5) * var.log().mean(0).exp() + 1e-3 * 5 / (total + 5)
-    got = estimate(xs)
+    got = _first_window_estimate(MassAdaptation(100), xs)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     assert 2 < got[0] < 4 and var[:, 0].mean() > 12  # a typical scale, not the widest
     xs[:, 0] = 5.0  # chain 0 never moves
     var = xs[start:end].var(0)
     floor = POOL_FLOOR * var.quantile(0.5, dim=0)
     want = total / (total + 5) * var.clamp_min(floor).log().mean(0).exp() + 1e-3 * 5 / (total + 5)
-    torch.testing.assert_close(estimate(xs), want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        _first_window_estimate(MassAdaptation(100), xs), want, rtol=1e-12, atol=1e-12
+    )
 
 
 def test_per_chain_mass_is_each_chains_own_stan_estimate():
@@ -320,10 +321,7 @@ def test_per_chain_mass_is_each_chains_own_stan_estimate():
 
     scales = torch.tensor([[1.0, 0.1], [3.0, 1.0], [0.5, 20.0]], dtype=F64)  # [chains, dim]
     xs = torch.randn(100, 3, 2, generator=_gen(6), dtype=F64) * scales + 4.0
-    mass = MassAdaptation(100, per_chain=True)
-    got = None
-    for t in range(0, 100, 10):
-        got = mass.observe(t, xs[t : t + 10]) if got is None else got
+    got = _first_window_estimate(MassAdaptation(100, per_chain=True), xs)
     start, end = mass_windows(100)[0]
     n = end - start
     var = xs[start:end].var(0)  # [chains, dim], unbiased

@@ -298,7 +298,7 @@ class _GaussianFamily(Density):
             evals, evecs = self._evals[0], None if self._evecs is None else self._evecs[0]
             inv = 1 / evals
             prec = torch.diag(inv) if evecs is None else (evecs * inv) @ evecs.T
-            center = self._logw.exp() @ self._means
+            center = self.weights @ self._means  # the mixture's mean
             mu = self._means - center
             pm = mu @ prec  # [K, d]: P (mu_k - m), P symmetric
             b = self._logw - 0.5 * (pm * mu).sum(-1)
